@@ -1,0 +1,5 @@
+// Package executor runs pods on one node through containerd: a CNI network sandbox per
+// pod, containers, volumes, probes, restarts, logs and metrics, and re-adoption of
+// containers after an agent restart. It converges containerd to the pods it is given
+// and reports what is true; it never decides placement and never imports controlplane.
+package executor
