@@ -1,0 +1,118 @@
+// Command batch is gantry's test batch workload, packaged as gantry.test/batch:v1 (see
+// e2e/images/README.md). It prints its arguments and environment, optionally sleeps,
+// and exits with a chosen status — or fails only its first N runs, for Job retry tests.
+//
+// Output, one item a line, on stdout:
+//
+//	args: a b c                  the arguments left after the flags
+//	env: KEY=VALUE               the environment, sorted
+//	JOB_COMPLETION_INDEX=N       only when that variable is set
+//	run: N                       only with --fail-first: this run's number (1, 2, …)
+//	exit: C                      the status it is about to exit with
+//
+// Flags:
+//
+//	--sleep D        sleep D (a Go duration) before exiting; default 0
+//	--exit C         exit status of a successful run; default 0
+//	--fail-first N   the first N runs exit with --fail-exit instead of --exit; default 0
+//	--fail-exit C    exit status of those failing runs; default 1
+//	--state-dir DIR  where the run counter lives (required with --fail-first); the file
+//	                 is DIR/runs, or DIR/runs-<JOB_COMPLETION_INDEX> when the index is set,
+//	                 so each index of an indexed Job counts its own runs
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one batch run and returns the exit status; 2 means bad usage.
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("batch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sleep := fs.Duration("sleep", 0, "sleep this long before exiting")
+	exitCode := fs.Int("exit", 0, "exit status of a successful run")
+	failFirst := fs.Int("fail-first", 0, "the first N runs exit with --fail-exit")
+	failExit := fs.Int("fail-exit", 1, "exit status of the failing runs")
+	stateDir := fs.String("state-dir", "", "directory of the run counter (required with --fail-first)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *failFirst > 0 && *stateDir == "" {
+		fmt.Fprintln(stderr, "batch: --fail-first needs --state-dir")
+		return 2
+	}
+
+	fmt.Fprintf(stdout, "args: %s\n", strings.Join(fs.Args(), " "))
+	env := os.Environ()
+	sort.Strings(env)
+	for _, kv := range env {
+		fmt.Fprintf(stdout, "env: %s\n", kv)
+	}
+	index, hasIndex := os.LookupEnv("JOB_COMPLETION_INDEX")
+	if hasIndex {
+		fmt.Fprintf(stdout, "JOB_COMPLETION_INDEX=%s\n", index)
+	}
+
+	code := *exitCode
+	if *failFirst > 0 {
+		name := "runs"
+		if hasIndex {
+			name = "runs-" + filepath.Base(index)
+		}
+		n, err := countRun(filepath.Join(*stateDir, name))
+		if err != nil {
+			fmt.Fprintf(stderr, "batch: %v\n", err)
+			return 2
+		}
+		fmt.Fprintf(stdout, "run: %d\n", n)
+		if n <= *failFirst {
+			code = *failExit
+		}
+	}
+
+	time.Sleep(*sleep)
+	fmt.Fprintf(stdout, "exit: %d\n", code)
+	return code
+}
+
+// countRun increments the counter in file (creating it and its directory) and
+// returns the new value: 1 on the first run.
+func countRun(file string) (int, error) {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return 0, fmt.Errorf("state dir: %w", err)
+	}
+	n := 0
+	data, err := os.ReadFile(file)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return 0, fmt.Errorf("read run counter: %w", err)
+	default:
+		n, err = strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil {
+			return 0, fmt.Errorf("run counter %s holds %q, not a number", file, data)
+		}
+	}
+	n++
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(n)+"\n"), 0o644); err != nil {
+		return 0, fmt.Errorf("write run counter: %w", err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		return 0, fmt.Errorf("write run counter: %w", err)
+	}
+	return n, nil
+}
