@@ -67,6 +67,10 @@ func run(args []string) error {
 		return err
 	}
 
+	// Signals are caught before the port opens: whoever sees the port open may send
+	// SIGTERM and must get the graceful path.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", *port))
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", *port, err)
@@ -74,8 +78,6 @@ func run(args []string) error {
 	s := newServer(time.Now().Add(*readyAfter))
 	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	done := make(chan error, 1)
 	go func() {
 		sig := <-sigs
