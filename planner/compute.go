@@ -1,0 +1,70 @@
+package planner
+
+import (
+	"sort"
+
+	"gantry.io/gantry/manifest"
+)
+
+// Compute decides one reconcile: from desired state, observed pods, nodes and the
+// apps' remembered state it returns the Plan. It is pure and deterministic: no
+// I/O, no clock (Input.Now), no global randomness (Input.Seed). It never panics on
+// input; an object it cannot act on shows up in its app's status instead.
+//
+// Order of decisions:
+//  1. observe: attach observed pods to their apps (adopting orphans whose labels
+//     match a workload), account them on their nodes;
+//  2. replace lost: stop pods on gone / long-NotReady nodes, under untolerated
+//     NoExecute taints, failed Deployment pods;
+//  3. per app (sorted by key): target revision, rollback, strategy → how many pods
+//     to create, which to stop;
+//  4. prune pods of apps that left git;
+//  5. place: filter → score → select, highest priority first, with preemption;
+//  6. status and changed state per app.
+func Compute(in Input) Plan {
+	cfg := in.Config.withDefaults()
+	c := newCluster(&in, cfg)
+	plan := Plan{Apps: map[string]AppState{}, Status: map[string]AppStatus{}}
+	c.plan = &plan
+	if in.Desired == nil {
+		in.Desired = &manifest.Desired{}
+	}
+	byKey, apps := c.buildApps(&in)
+	leftGit := c.observe(in.Observed, byKey, apps)
+	c.replaceLost()
+	for _, a := range apps {
+		switch a.kind {
+		case KindDeployment:
+			c.reconcileDeployment(a)
+		case KindPod:
+			c.reconcileBarePod(a)
+		}
+	}
+	c.prune(&in, byKey, leftGit)
+	c.placeAll(apps)
+	for _, a := range apps {
+		plan.Status[a.key] = a.status()
+		if !a.hadState || !a.state.Equal(a.orig) {
+			plan.Apps[a.key] = a.state
+		}
+	}
+	plan.sortSteps()
+	return plan
+}
+
+// Empty reports whether the plan changes nothing: no pod to place, stop, preempt or
+// adopt, and no app state to write or forget. Unplaceable pods, status and events
+// are reports, not steps.
+func (p *Plan) Empty() bool {
+	return len(p.Place) == 0 && len(p.Stop) == 0 && len(p.Preempt) == 0 && len(p.Adopt) == 0 &&
+		len(p.Apps) == 0 && len(p.ForgetApps) == 0 && len(p.Deferred) == 0
+}
+
+func (p *Plan) sortSteps() {
+	sort.SliceStable(p.Stop, func(i, j int) bool {
+		if p.Stop[i].Namespace != p.Stop[j].Namespace {
+			return p.Stop[i].Namespace < p.Stop[j].Namespace
+		}
+		return p.Stop[i].Pod < p.Stop[j].Pod
+	})
+}

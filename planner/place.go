@@ -1,0 +1,172 @@
+package planner
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// placeAll places the pods every app asked for, highest priority first (then by
+// app key), one pod at a time through the pipeline. When a pod fits nowhere the
+// rest of its app's pods wait too: they are identical, so they would not fit either.
+func (c *cluster) placeAll(apps []*app) {
+	var want []*app
+	for _, a := range apps {
+		if a.create > 0 && a.target != nil && a.target.Template != nil {
+			want = append(want, a)
+		}
+	}
+	sort.SliceStable(want, func(i, j int) bool { return want[i].prio > want[j].prio })
+	p := c.newPipeline()
+	for _, a := range want {
+		cd := c.newCandidate(a)
+		for i := int32(0); i < a.create; i++ {
+			node, score, feasible := c.selectNode(&p, cd)
+			if node != nil {
+				c.bind(&p, cd, node, score, feasible)
+				if c.hook != nil {
+					c.hook()
+				}
+				continue
+			}
+			left := int(a.create - i)
+			why, deferred := c.explainRejections(&p, cd)
+			switch {
+			case deferred:
+				a.deferred = left
+				c.plan.Deferred = append(c.plan.Deferred, Deferred{App: a.key, Pods: left, Reason: why})
+			case c.preempt(&p, cd):
+				a.deferred = left
+				c.plan.Deferred = append(c.plan.Deferred, Deferred{App: a.key, Pods: left,
+					Reason: "waiting for preempted pods to stop: " + why})
+			default:
+				a.unplaceable, a.unplaceWhy = left, why
+				c.plan.Unplaceable = append(c.plan.Unplaceable, Unplaceable{App: a.key, Revision: cd.rev.Hash, Pods: left, Reason: why})
+			}
+			if c.hook != nil {
+				c.hook()
+			}
+			break
+		}
+	}
+}
+
+// newCandidate precomputes what the pipeline reads about the app's target template.
+func (c *cluster) newCandidate(a *app) *candidate {
+	t := a.target.Template
+	spec := &t.Spec
+	cd := &candidate{app: a, ns: a.ns, rev: a.target, template: t, prio: a.prio,
+		tolerations: spec.Tolerations, nodeSelector: spec.NodeSelector}
+	cd.cpu, cd.mem = podRequests(spec)
+	cd.ports = hostPorts(spec)
+	if aff := spec.Affinity; aff != nil && aff.NodeAffinity != nil {
+		cd.required = aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution
+		cd.preferred = aff.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution
+		for _, p := range cd.preferred {
+			cd.preferredTotal += int64(p.Weight)
+		}
+	}
+	cd.antiTerms = c.anti.termsOf(a.ns, spec)
+	if c.anti.active {
+		cd.labelSet = c.sets.id(a.ns, podLabels(a, a.target))
+	}
+	c.newSpreadTrackers(cd, spec)
+	return cd
+}
+
+// bind creates the pod on the node and accounts it.
+func (c *cluster) bind(p *pipeline, cd *candidate, n *nodeInfo, score int64, feasible int) {
+	a := cd.app
+	reason := p.explainScore(cd, n, score, feasible)
+	pod := c.newPod(a, cd.rev, n.name)
+	r := &podRec{pod: pod, ns: a.ns, name: pod.Name, app: a, rev: cd.rev.Hash, nodeName: n.name,
+		cpu: cd.cpu, mem: cd.mem, prio: cd.prio, labelSet: cd.labelSet, antiTerms: cd.antiTerms,
+		ports: cd.ports, planned: true}
+	c.addPodToNode(r, n)
+	n.starts++
+	for _, t := range cd.spreads {
+		if t.sel != nil && !t.sel.Matches(labels.Set(pod.Labels)) {
+			continue
+		}
+		if d, ok := n.domain(t.key); ok {
+			t.add(d)
+		}
+	}
+	c.plan.Place = append(c.plan.Place, Placement{App: a.key, Pod: pod, Node: n.name, Score: score, Reason: reason})
+}
+
+// podLabels are the template's labels plus pod-template-hash.
+func podLabels(a *app, rev *Revision) map[string]string {
+	l := make(map[string]string, len(rev.Template.Labels)+1)
+	for k, v := range rev.Template.Labels {
+		l[k] = v
+	}
+	l[LabelPodTemplateHash] = rev.Hash
+	return l
+}
+
+// newPod builds the full pod to create: for a Deployment named
+// <deployment>-<pod-template-hash>-<5 random characters from the seeded source>,
+// for a bare Pod its own name; labels of the template plus pod-template-hash;
+// annotations of the template plus gantry.io/app and gantry.io/revision; an owner
+// reference to the Deployment; spec.nodeName and spec.priority set.
+func (c *cluster) newPod(a *app, rev *Revision, node string) *corev1.Pod {
+	t := rev.Template
+	name := a.name
+	if a.kind == KindDeployment {
+		prefix := a.name + "-" + rev.Hash + "-"
+		for {
+			name = prefix + c.suffix()
+			if !c.names[podKey(a.ns, name)] {
+				break
+			}
+		}
+	}
+	c.names[podKey(a.ns, name)] = true
+	ann := make(map[string]string, len(t.Annotations)+2)
+	for k, v := range t.Annotations {
+		ann[k] = v
+	}
+	ann[AnnotationApp] = a.key
+	ann[AnnotationRevision] = strconv.FormatInt(rev.Number, 10)
+	pod := &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: a.ns,
+			Labels: podLabels(a, rev), Annotations: ann,
+			CreationTimestamp: metav1.NewTime(c.now),
+		},
+		Spec:   *t.Spec.DeepCopy(),
+		Status: corev1.PodStatus{Phase: corev1.PodPending},
+	}
+	if a.kind == KindDeployment {
+		ctrl := true
+		pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: a.name,
+			UID: a.dep.UID, Controller: &ctrl}}
+	}
+	pod.Spec.NodeName = node
+	prio := a.prio
+	pod.Spec.Priority = &prio
+	return pod
+}
+
+const suffixAlphabet = "bcdfghjklmnpqrstvwxz2456789"
+
+func (c *cluster) suffix() string {
+	var b [5]byte
+	for i := range b {
+		b[i] = suffixAlphabet[c.rng.IntN(len(suffixAlphabet))]
+	}
+	return string(b[:])
+}
+
+func describePods(n int) string {
+	if n == 1 {
+		return "1 pod"
+	}
+	return fmt.Sprintf("%d pods", n)
+}

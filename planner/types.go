@@ -1,0 +1,286 @@
+package planner
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"gantry.io/gantry/manifest"
+)
+
+// Input is everything one reconcile decides from. The planner never mutates it.
+type Input struct {
+	// Desired is the decoded, defaulted desired state of one git revision. Nil means
+	// an empty repository: every pod the planner owns is pruned.
+	Desired *manifest.Desired
+	// Observed are the pods the store holds, with spec.nodeName and status (phase,
+	// Ready condition with its lastTransitionTime, container restart counts).
+	Observed []*corev1.Pod
+	// Nodes are the cluster's nodes: allocatable (or capacity), labels, taints, the
+	// Ready condition and spec.unschedulable.
+	Nodes []*corev1.Node
+	// Apps is the per-app memory kept by the caller between reconciles, keyed by
+	// AppKey ("deployment/<ns>/<name>", "pod/<ns>/<name>"). Missing entries are
+	// treated as new apps.
+	Apps map[string]AppState
+	// Now is the logical time of this reconcile. The planner never reads the clock.
+	Now time.Time
+	// Seed drives the node shuffle and the random pod name suffixes; the same Input
+	// with the same Seed gives the same Plan.
+	Seed int64
+	// Config tunes the planner; the zero value means the documented defaults.
+	Config Config
+	// ReplicaOverrides replace spec.replicas of the named apps (AppKey → replicas).
+	// It is the room for HorizontalPodAutoscaler, which overrides its target's
+	// replicas (DESIGN.md); nil means git's replicas everywhere.
+	ReplicaOverrides map[string]int32
+}
+
+// Scoring selects the resource score of the placement pipeline.
+type Scoring string
+
+const (
+	// MostAllocated packs pods onto the fullest nodes that fit (bin packing). Default.
+	MostAllocated Scoring = "MostAllocated"
+	// LeastAllocated spreads load onto the emptiest nodes.
+	LeastAllocated Scoring = "LeastAllocated"
+)
+
+// Config tunes the planner. Zero fields take the defaults given on each field.
+type Config struct {
+	// MaxStartsPerNodePerRound caps the pods one plan starts on one node, so a big
+	// rollout or a node coming back does not start everything at once. Default 10;
+	// negative means no cap.
+	MaxStartsPerNodePerRound int
+	// Scoring is the resource score. Default MostAllocated.
+	Scoring Scoring
+	// CrashLoopRestarts is the restart count at which a pod of a rolling-out
+	// revision counts as crash-looping and fails the rollout. Default 5.
+	CrashLoopRestarts int32
+	// NodeLostGrace is how long a node may be NotReady (or Unknown) before its pods
+	// are replaced elsewhere. Default 5m (Kubernetes' default eviction toleration).
+	NodeLostGrace time.Duration
+	// NodesToScore bounds how many feasible nodes are scored per placement, as
+	// kube-scheduler's percentageOfNodesToScore does. 0 means adaptive: every node
+	// up to 100 nodes, then max(100, n × max(5, 50 − n/125) / 100).
+	NodesToScore int
+	// PriorityClasses adds to or overrides the built-in priority table
+	// (BuiltinPriorities); it is where PriorityClass objects land later.
+	PriorityClasses map[string]int32
+}
+
+// AppState is what the planner remembers about one app across reconciles. It is
+// plain data: the caller stores it (etcd) and passes it back in Input.Apps; Compute
+// returns the new value in Plan.Apps whenever it changes.
+type AppState struct {
+	// Revisions is the revision history, oldest first (trimmed to
+	// revisionHistoryLimit, keeping revisions that still have pods).
+	Revisions []Revision `json:"revisions,omitempty"`
+	// Target is the hash of the revision the app converges to.
+	Target string `json:"target,omitempty"`
+	// Progress is the last observed progress of the rollout of Target.
+	Progress Progress `json:"progress"`
+	// Failed is set after a rollout failed and was rolled back (or could not be);
+	// the failed revision is not retried until git's template changes.
+	Failed *FailedRollout `json:"failed,omitempty"`
+	// Pin is a manual rollback (`gantry rollback X --to-revision N`), written by the
+	// control plane; it holds until git's template changes or it is removed.
+	Pin *Pin `json:"pin,omitempty"`
+	// Message is the sticky status line, e.g.
+	// "rolled back from 3 to 2: progress deadline exceeded".
+	Message string `json:"message,omitempty"`
+	// NoPrune records gantry.io/prune: "false" from the last object seen in git, so
+	// pods stay running after the object left git.
+	NoPrune bool `json:"noPrune,omitempty"`
+}
+
+// Revision is one pod template an app has run, keyed by its pod-template hash.
+type Revision struct {
+	Number int64  `json:"number"`
+	Hash   string `json:"hash"`
+	// Template is the pod template of the revision, kept so a rollback can recreate
+	// its pods after git moved on.
+	Template *corev1.PodTemplateSpec `json:"template,omitempty"`
+	// Created is when the planner first saw the revision.
+	Created time.Time `json:"created"`
+	// Available is when the revision first ran fully available (all replicas
+	// available, no other revision left); zero if never. Rollbacks go to the newest
+	// revision with Available set.
+	Available time.Time `json:"available"`
+}
+
+// Progress is what the progress deadline measures: the counts of the target
+// revision and when they last changed.
+type Progress struct {
+	Revision  string    `json:"revision,omitempty"`
+	Updated   int32     `json:"updated"`
+	Available int32     `json:"available"`
+	Since     time.Time `json:"since"`
+}
+
+// FailedRollout records a rollout that failed.
+type FailedRollout struct {
+	// Revision is the hash of the revision that failed.
+	Revision string `json:"revision"`
+	// RollbackTo is the hash the app went back to; empty if there was none.
+	RollbackTo string `json:"rollbackTo,omitempty"`
+	// Reason is why, e.g. "progress deadline exceeded (600s)".
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// Pin holds an app on an earlier revision until git's template moves away from
+// GitRevision (the template hash in git when the pin was made).
+type Pin struct {
+	Revision    string `json:"revision"`
+	GitRevision string `json:"gitRevision"`
+}
+
+// Plan is the result of Compute: plain data, rendered as text by String. The caller
+// applies Preempt and Stop before Place, merges Apps into its store and deletes
+// ForgetApps.
+type Plan struct {
+	// Place lists the pods to create, each with its node.
+	Place []Placement
+	// Stop lists the pods to stop and delete.
+	Stop []Stop
+	// Preempt lists lower-priority pods evicted to make room for a pending pod;
+	// the pending pod is placed on the nominated node in a later round, once the
+	// victims are gone.
+	Preempt []Eviction
+	// Adopt lists orphan pods that match a workload and become its pods.
+	Adopt []Adoption
+	// Unplaceable lists pods that fit on no node, with reason counts.
+	Unplaceable []Unplaceable
+	// Deferred lists pods that fit but wait for a later round (start cap).
+	Deferred []Deferred
+	// Apps holds the new state of every app whose state changed.
+	Apps map[string]AppState
+	// ForgetApps lists apps whose state the caller should delete.
+	ForgetApps []string
+	// Status is the status of every app, changed or not.
+	Status map[string]AppStatus
+	// Events are the transitions of this reconcile (rollout started, rolled back…).
+	Events []Event
+	// JobRuns is room for Jobs and CronJobs (issue #8); always empty today.
+	JobRuns []JobRun
+}
+
+// Placement is one pod to create on one node.
+type Placement struct {
+	App  string
+	Pod  *corev1.Pod // full pod: name, labels (incl. pod-template-hash), owner, spec.nodeName
+	Node string
+	// Score is the total score of the chosen node; Reason explains the choice.
+	Score  int64
+	Reason string
+}
+
+// Stop is one pod to stop.
+type Stop struct {
+	App       string
+	Namespace string
+	Pod       string
+	Node      string
+	Reason    string
+}
+
+// Eviction is one pod preempted for a higher-priority pod.
+type Eviction struct {
+	Namespace string
+	Pod       string
+	Node      string
+	Priority  int32
+	// For names the pending pod's app and its priority.
+	For         string
+	ForPriority int32
+	Reason      string
+}
+
+// Adoption is an orphan pod taken over by a workload.
+type Adoption struct {
+	App       string
+	Namespace string
+	Pod       string
+	// Revision is the hash the pod counts as; its pod-template-hash label when it
+	// names a known revision, else empty (an old pod the rollout replaces).
+	Revision string
+	Reason   string
+}
+
+// Unplaceable is a group of identical pods of one app that fit nowhere.
+type Unplaceable struct {
+	App      string
+	Revision string
+	Pods     int // how many replicas could not be placed
+	// Reason has the shape
+	// "0/3 nodes fit: 2 insufficient memory (needs 4Gi, most free 2Gi), 1 untolerated taint dedicated=db:NoSchedule".
+	Reason string
+}
+
+// Deferred is a group of pods of one app that fit but wait for the next round.
+type Deferred struct {
+	App    string
+	Pods   int
+	Reason string
+}
+
+// Health is the one-word state of an app.
+type Health string
+
+const (
+	Healthy     Health = "Healthy"
+	Progressing Health = "Progressing"
+	Degraded    Health = "Degraded"
+	Suspended   Health = "Suspended"
+)
+
+// AppStatus is an app's status after this plan's decisions.
+type AppStatus struct {
+	Health Health
+	// Revision is the number of the target revision (0 if none).
+	Revision int64
+	// Progress is a one-line rollout progress, e.g.
+	// "revision 2: 3/3 updated, 2/3 available, 1 old".
+	Progress string
+	// Message explains Degraded/Suspended, or a rollback.
+	Message string
+}
+
+// Event is one transition worth telling a user about.
+type Event struct {
+	App     string
+	Reason  string // RolloutStarted, RolloutComplete, RolledBack, RolloutFailed, GitMoved, Pruned, …
+	Message string
+}
+
+// JobRun is room for Jobs and CronJobs (issue #8): one pod run of a Job, named from
+// the Job (and, for a CronJob, the scheduled time) so a run is created exactly once.
+type JobRun struct {
+	Job string
+	// ScheduledTime is the CronJob tick the run belongs to; zero for a plain Job.
+	ScheduledTime time.Time
+	// Index is the completion index of an Indexed Job; nil for NonIndexed.
+	Index  *int32
+	Pod    *corev1.Pod
+	Node   string
+	Reason string
+}
+
+// AppKind is the workload kind of an app. Job, CronJob and DaemonSet are room for
+// later issues; Compute handles Deployment and Pod today.
+type AppKind string
+
+const (
+	KindDeployment AppKind = "deployment"
+	KindPod        AppKind = "pod"
+	KindJob        AppKind = "job"
+	KindCronJob    AppKind = "cronjob"
+	KindDaemonSet  AppKind = "daemonset"
+)
+
+// AppKey is the key of an app in Input.Apps, Plan.Apps and pod annotations:
+// "<kind>/<namespace>/<name>".
+func AppKey(kind AppKind, namespace, name string) string {
+	return string(kind) + "/" + namespace + "/" + name
+}
