@@ -156,9 +156,9 @@ type cluster struct {
 	pods  []*podRec
 	names map[string]bool // ns/name of every pod, observed or planned
 
-	sets  interner
-	anti  antiIndex
-	plan  *Plan
+	sets    interner
+	anti    antiIndex
+	plan    *Plan
 	limit   int // feasible nodes to score per placement
 	minPrio int32
 

@@ -166,7 +166,10 @@ type PodSpecBuilder struct {
 }
 
 // Image sets the main container's image.
-func (p *PodSpecBuilder) Image(img string) *PodSpecBuilder { p.spec.Containers[0].Image = img; return p }
+func (p *PodSpecBuilder) Image(img string) *PodSpecBuilder {
+	p.spec.Containers[0].Image = img
+	return p
+}
 
 // Requests sets the main container's requests ("" leaves one unset).
 func (p *PodSpecBuilder) Requests(cpu, mem string) *PodSpecBuilder {
