@@ -45,7 +45,9 @@ func (c *cluster) reconcileDeployment(a *app) {
 	minReady := int32(d.Spec.MinReadySeconds)
 	a.classify(c, minReady)
 
-	if !a.complete() {
+	// Only a revision that never ran fully available can fail its rollout; a
+	// completed revision that loses pods later is replaced, not rolled back.
+	if !a.complete() && a.target.Available.IsZero() {
 		a.failing = a.failure(c, progressDeadlineOf(d))
 	}
 	if a.failing != "" && st.Failed == nil && st.Pin == nil {

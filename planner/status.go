@@ -18,6 +18,9 @@ func (a *app) status() AppStatus {
 		s.Revision = a.target.Number
 	}
 	s.Progress = a.progressLine()
+	if a.state.Pin != nil && s.Message == "" {
+		s.Message = fmt.Sprintf("pinned to revision %d by rollback until git changes", a.revNumber(a.state.Pin.Revision))
+	}
 	var problems []string
 	if a.invalid != "" {
 		problems = append(problems, a.invalid)

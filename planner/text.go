@@ -12,6 +12,9 @@ import (
 // Nothing in a plan is secret: pods carry references to secrets, never values.
 func (p Plan) String() string {
 	var b strings.Builder
+	if p.Empty() {
+		b.WriteString("no changes\n")
+	}
 	for _, e := range p.Preempt {
 		fmt.Fprintf(&b, "preempt %s/%s on %s (priority %d) for %s (priority %d): %s\n", e.Namespace, e.Pod, e.Node, e.Priority, e.For, e.ForPriority, e.Reason)
 	}
@@ -53,9 +56,6 @@ func (p Plan) String() string {
 			fmt.Fprintf(&b, "; %s", s.Message)
 		}
 		b.WriteByte('\n')
-	}
-	if b.Len() == 0 {
-		return "no changes\n"
 	}
 	return b.String()
 }
