@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -50,9 +51,13 @@ func (c *Container) workers() []*Worker {
 }
 
 // Start starts every Worker; call it when the container's task starts.
-func (c *Container) Start(ctx context.Context) {
+func (c *Container) Start(ctx context.Context) { c.StartSince(ctx, time.Time{}) }
+
+// StartSince starts every Worker for a container that started at startedAt (zero:
+// now), so initial delays of an adopted container count from its real start.
+func (c *Container) StartSince(ctx context.Context, startedAt time.Time) {
 	for _, w := range c.workers() {
-		w.Start(ctx)
+		w.StartSince(ctx, startedAt)
 	}
 }
 

@@ -112,7 +112,12 @@ func (w *Worker) GatedBy(gate func() bool) {
 
 // Start begins probing in a goroutine until ctx is done or Stop is called. The
 // initial delay is measured from this call, so call it when the container starts.
-func (w *Worker) Start(ctx context.Context) {
+func (w *Worker) Start(ctx context.Context) { w.StartSince(ctx, time.Time{}) }
+
+// StartSince is Start for a container that started at startedAt (an adopted
+// container after an agent restart): the initial delay counts from startedAt. A zero
+// startedAt means now.
+func (w *Worker) StartSince(ctx context.Context, startedAt time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.started {
@@ -121,7 +126,9 @@ func (w *Worker) Start(ctx context.Context) {
 	w.started = true
 	ctx, w.cancel = context.WithCancel(ctx)
 	w.done = make(chan struct{})
-	startedAt := w.clock.Now()
+	if startedAt.IsZero() {
+		startedAt = w.clock.Now()
+	}
 	ticker := w.clock.NewTicker(w.period)
 	go w.loop(ctx, startedAt, ticker)
 }

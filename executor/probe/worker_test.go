@@ -312,3 +312,17 @@ func TestStopBeforeStartAndTwice(t *testing.T) {
 	w.Stop()
 	w.Stop()
 }
+
+func TestStartSinceCountsDelayFromContainerStart(t *testing.T) {
+	s := &script{}
+	h := newHarness(t, Readiness, execProbe(corev1.Probe{InitialDelaySeconds: 30, PeriodSeconds: 10}), s)
+	// Adopted container that started 25 s ago: the tick at 0 is inside the delay, the
+	// tick at 10 s (35 s after start) probes.
+	h.w.StartSince(context.Background(), h.clock.Now().Add(-25*time.Second))
+	if r := h.tick(10 * time.Second); r != Unknown {
+		t.Fatalf("first tick = %v, want skipped", r)
+	}
+	if r := h.tick(10 * time.Second); r != Success {
+		t.Fatalf("second tick = %v, want a probe", r)
+	}
+}
