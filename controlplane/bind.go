@@ -126,4 +126,3 @@ func nonNegative(q resource.Quantity) resource.Quantity {
 	}
 	return q
 }
-

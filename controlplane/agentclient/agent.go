@@ -278,7 +278,7 @@ func (a *Agent) nodeObject() (*corev1.Node, error) {
 			Capacity: capacity, Allocatable: capacity,
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: api.ReasonAgentReady,
 				Message: "agent is posting status", LastHeartbeatTime: now, LastTransitionTime: metav1.NewTime(a.started)}},
-			Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: a.o.advertise}, {Type: corev1.NodeHostName, Address: host}},
+			Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: a.o.advertise}, {Type: corev1.NodeHostName, Address: host}},
 			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(port)}},
 			NodeInfo: corev1.NodeSystemInfo{Architecture: runtime.GOARCH, OperatingSystem: runtime.GOOS,
 				KernelVersion: readTrim("/proc/sys/kernel/osrelease"), OSImage: osImage(), KubeletVersion: "gantry",
