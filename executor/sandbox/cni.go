@@ -24,8 +24,10 @@ type confList = libcni.NetworkConfigList
 
 // confList builds the node's CNI network: loopback (runc does not bring lo up in a
 // joined netns), bridge as the pods' gateway with masquerade and hairpin, host-local
-// IPAM with one range set per configured family, and portmap for hostPorts.
-func (m *Manager) confList() (*confList, error) {
+// IPAM with one range set per configured family, and, when the pod has hostPorts
+// (withPorts), portmap. Leaving portmap out otherwise saves a plugin run per Setup and
+// Teardown; DEL uses the config cached at ADD, so it runs exactly the plugins ADD ran.
+func (m *Manager) confList(withPorts bool) (*confList, error) {
 	var ranges [][]map[string]string
 	var routes []map[string]string
 	for _, fam := range []struct {
@@ -49,31 +51,30 @@ func (m *Manager) confList() (*confList, error) {
 	if len(ranges) == 0 {
 		return nil, fmt.Errorf("no pod subnet configured (IPv4 and IPv6 both empty): %w", api.ErrInvalidArgument)
 	}
-	conf := map[string]any{
-		"cniVersion": cniVersion,
-		"name":       m.network,
-		"plugins": []any{
-			map[string]any{"type": "loopback"},
-			map[string]any{
-				"type":        "bridge",
-				"bridge":      m.bridge,
-				"isGateway":   true,
-				"ipMasq":      true,
-				"hairpinMode": true,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"dataDir": m.ipamDir(),
-					"ranges":  ranges,
-					"routes":  routes,
-				},
-			},
-			map[string]any{
-				"type":         "portmap",
-				"capabilities": map[string]bool{"portMappings": true},
-				"snat":         true,
+	plugins := []any{
+		map[string]any{"type": "loopback"},
+		map[string]any{
+			"type":        "bridge",
+			"bridge":      m.bridge,
+			"isGateway":   true,
+			"ipMasq":      !m.noIPMasq,
+			"hairpinMode": true,
+			"ipam": map[string]any{
+				"type":    "host-local",
+				"dataDir": m.ipamDir(),
+				"ranges":  ranges,
+				"routes":  routes,
 			},
 		},
 	}
+	if withPorts {
+		plugins = append(plugins, map[string]any{
+			"type":         "portmap",
+			"capabilities": map[string]bool{"portMappings": true},
+			"snat":         true,
+		})
+	}
+	conf := map[string]any{"cniVersion": cniVersion, "name": m.network, "plugins": plugins}
 	b, err := json.Marshal(conf)
 	if err != nil {
 		return nil, fmt.Errorf("encoding CNI config: %w", err)
@@ -172,7 +173,7 @@ func (r cniResult) fill(sb *Sandbox, bridge string) {
 // is retried without them, so a broken plugin dir does not strand a lease.
 func (m *Manager) cniDel(ctx context.Context, network, uid, netns string, capPorts []map[string]any) error {
 	c := m.cni()
-	conf, err := m.confList()
+	conf, err := m.confList(len(capPorts) > 0)
 	if err != nil {
 		return err
 	}

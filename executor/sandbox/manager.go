@@ -48,6 +48,7 @@ type Manager struct {
 	subnet6    string
 	subnetsSet bool
 	resolvConf *string
+	noIPMasq   bool
 
 	locks keyedMutex
 }
@@ -84,6 +85,12 @@ func WithSubnets(v4, v6 string) Option {
 func WithResolvConf(contents string) Option {
 	return func(m *Manager) { m.resolvConf = &contents }
 }
+
+// WithIPMasq sets whether the bridge plugin masquerades traffic from pods to addresses
+// outside the pod subnet (per pod: its own nat chain, in both families). Default true.
+// false leaves masquerading to a node-wide rule for the pod CIDRs, which saves the
+// plugin's iptables calls on every Setup and Teardown (see README-sandbox.md).
+func WithIPMasq(enabled bool) Option { return func(m *Manager) { m.noIPMasq = !enabled } }
 
 // New returns a Manager. It has no side effects: directories are created by Setup.
 func New(opts ...Option) *Manager {
@@ -183,11 +190,11 @@ func (m *Manager) Setup(ctx context.Context, p PodRef, ports []PortMapping) (*Sa
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	conf, err := m.confList()
+	capPorts, err := portMappingArgs(ports)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	capPorts, err := portMappingArgs(ports)
+	conf, err := m.confList(len(capPorts) > 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
@@ -321,6 +328,11 @@ func (m *Manager) teardown(ctx context.Context, uid string, ports []PortMapping)
 	}
 	if err := m.cniDel(ctx, network, uid, netnsArg, capPorts); err != nil {
 		return err
+	}
+	if netnsArg == "" {
+		if err := removeStaleNATRules(ctx, network, uid); err != nil {
+			return err
+		}
 	}
 	if err := removeNetNS(pin); err != nil {
 		return err

@@ -433,23 +433,55 @@ func TestRestartedManagerFindsSandboxes(t *testing.T) {
 }
 
 func TestSetupRebuildsDeadSandbox(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		reboot bool
+	}{
+		// After a reboot the netns mount, its veth and the iptables rules are gone; the
+		// files and host-local leases in the data dir are still there.
+		{"after reboot", true},
+		// The netns pin was unmounted on a running node: the masquerade rules remain.
+		{"netns unmounted", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			old := e.setup("pod-d", "dead")
+			rulesBefore := strings.Count(natRulesFor(t, old.UID), "\n")
+			if err := unix.Unmount(old.NetNSPath, unix.MNT_DETACH); err != nil {
+				t.Fatalf("unmount: %v", err)
+			}
+			if tc.reboot {
+				deleteNATRulesFor(t, old.UID)
+			}
+			sb := e.setup("pod-d", "dead")
+			serveHTTP(t, sb, testPort, "rebuilt")
+			mustGet(t, "", hostPortURL(sb.IPv4, testPort), "rebuilt")
+			mustGet(t, "", hostPortURL(sb.IPv6, testPort), "rebuilt")
+			if got := len(e.leases()); got != 2 {
+				t.Errorf("%d leases after rebuild, want 2: %v", got, e.leases())
+			}
+			if rules := natRulesFor(t, sb.UID); strings.Count(rules, "\n") != rulesBefore {
+				t.Errorf("after rebuild %d nat rules, want %d as after the first Setup:\n%s",
+					strings.Count(rules, "\n"), rulesBefore, rules)
+			}
+			if err := e.m.Teardown(context.Background(), sb.UID); err != nil {
+				t.Fatalf("Teardown: %v", err)
+			}
+			e.assertGone(sb)
+		})
+	}
+}
+
+func TestTeardownOfDeadSandbox(t *testing.T) {
 	e := newEnv(t)
-	old := e.setup("pod-d", "dead")
-	// As after a reboot: the netns mount, its veth and the iptables rules are gone; the
-	// files and host-local leases in the data dir are still there.
-	if err := unix.Unmount(old.NetNSPath, unix.MNT_DETACH); err != nil {
+	sb := e.setup("pod-dt", "dead", sandbox.PortMapping{HostPort: testHostPrt, ContainerPort: testPort})
+	if err := unix.Unmount(sb.NetNSPath, unix.MNT_DETACH); err != nil {
 		t.Fatalf("unmount: %v", err)
 	}
-	deleteNATRulesFor(t, old.UID)
-	sb := e.setup("pod-d", "dead")
-	serveHTTP(t, sb, testPort, "rebuilt")
-	mustGet(t, "", hostPortURL(sb.IPv4, testPort), "rebuilt")
-	if got := len(e.leases()); got != 2 {
-		t.Errorf("%d leases after rebuild, want 2: %v", got, e.leases())
+	if err := e.m.Teardown(context.Background(), sb.UID); err != nil {
+		t.Fatalf("Teardown: %v", err)
 	}
-	if _, err := os.Lstat("/sys/class/net/" + old.HostVeth); old.HostVeth != sb.HostVeth && err == nil {
-		t.Errorf("old veth %s survived the rebuild", old.HostVeth)
-	}
+	e.assertGone(sb)
 }
 
 func TestPodFiles(t *testing.T) {
@@ -599,5 +631,86 @@ func TestInvalidInput(t *testing.T) {
 	}
 	if err := m.Teardown(ctx, "never-created"); err != nil {
 		t.Errorf("Teardown unknown uid: %v, want nil", err)
+	}
+}
+
+func TestConcurrentSetupAndTeardown(t *testing.T) {
+	e := newEnv(t)
+	const n = 6
+	sbs := make([]*sandbox.Sandbox, n)
+	errs := make([]error, n)
+	done := make(chan int)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			defer func() { done <- i }()
+			sbs[i], errs[i] = e.m.Setup(context.Background(),
+				sandbox.PodRef{UID: fmt.Sprintf("pod-c%d", i), Namespace: "default", Name: fmt.Sprintf("c%d", i)}, nil)
+		}(i)
+	}
+	for i := 0; i < n; i++ {
+		<-done
+	}
+	seen := map[string]bool{}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Setup %d: %v", i, err)
+		}
+		for _, ip := range sbs[i].IPs() {
+			if seen[ip.String()] {
+				t.Errorf("address %s given twice", ip)
+			}
+			seen[ip.String()] = true
+		}
+		body := fmt.Sprint("pod ", i)
+		serveHTTP(t, sbs[i], testPort, body)
+		mustGet(t, "", hostPortURL(sbs[i].IPv4, testPort), body)
+		mustGet(t, "", hostPortURL(sbs[i].IPv6, testPort), body)
+	}
+	if got := len(e.leases()); got != 2*n {
+		t.Errorf("%d leases, want %d", got, 2*n)
+	}
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			defer func() { done <- i }()
+			errs[i] = e.m.Teardown(context.Background(), sbs[i].UID)
+		}(i)
+	}
+	for i := 0; i < n; i++ {
+		<-done
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Teardown %d: %v", i, err)
+		}
+		e.assertGone(sbs[i])
+	}
+}
+
+// BenchmarkSetupTeardown measures one pod's network sandbox: netns, CNI ADD of the whole
+// chain, pod files; then Teardown. It is part of the pod start latency of issue #3.
+func BenchmarkSetupTeardown(b *testing.B) {
+	for _, masq := range []bool{true, false} {
+		b.Run(fmt.Sprint("ipMasq=", masq), func(b *testing.B) { benchSetupTeardown(b, masq) })
+	}
+}
+
+func benchSetupTeardown(b *testing.B, masq bool) {
+	testenv.Integration(b, "iptables")
+	dataDir := b.TempDir()
+	m := sandbox.New(sandbox.WithDataDir(dataDir), sandbox.WithNetwork(testNetwork, testBridge),
+		sandbox.WithSubnets(testSubnet4, testSubnet6), sandbox.WithResolvConf("nameserver 192.0.2.53\n"),
+		sandbox.WithIPMasq(masq))
+	b.Cleanup(func() { exec.Command("ip", "link", "del", testBridge).Run() })
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		uid := fmt.Sprint("bench-", i)
+		i++
+		if _, err := m.Setup(ctx, sandbox.PodRef{UID: uid, Namespace: "default", Name: uid}, nil); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Teardown(ctx, uid); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
