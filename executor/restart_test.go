@@ -1,0 +1,122 @@
+package executor_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"gantry.io/gantry/executor"
+)
+
+func httpProbe(path string, period int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("http")}},
+		PeriodSeconds:    period,
+		FailureThreshold: 1,
+		TimeoutSeconds:   1,
+	}
+}
+
+// TestLivenessRestart: a failing liveness probe restarts the container (restart count
+// goes up, the pod keeps its IP).
+func TestLivenessRestart(t *testing.T) {
+	en := newEnv(t)
+	web := echo("web")
+	web.LivenessProbe = httpProbe("/healthz", 1)
+	pod := newPod("live", web)
+	en.e.Sync([]executor.Pod{{Pod: pod}})
+	st := en.waitStatus(pod.UID, 60*time.Second, "running", running)
+	// Turn the health toggle on: /healthz answers 500 from now on.
+	_, _ = httpGet(podURL(st.PodIP, 8080, "/healthz?fail=1"))
+	st2 := en.waitStatus(pod.UID, 60*time.Second, "restarted and running", func(s corev1.PodStatus) bool {
+		return running(s) && containerStatus(s, "web").RestartCount >= 1
+	})
+	if st2.PodIP != st.PodIP {
+		t.Errorf("pod IP changed across a container restart: %s → %s", st.PodIP, st2.PodIP)
+	}
+	// The new instance is healthy again.
+	if body := waitHTTP(t, podURL(st.PodIP, 8080, "/healthz")); body == "" {
+		t.Errorf("empty healthz body")
+	}
+	last := containerStatus(st2, "web").LastTerminationState.Terminated
+	if last == nil {
+		t.Errorf("no last termination state after a liveness restart")
+	}
+}
+
+// TestReadinessFlips: the Ready condition follows the readiness probe both ways.
+func TestReadinessFlips(t *testing.T) {
+	en := newEnv(t)
+	web := echo("web")
+	web.ReadinessProbe = httpProbe("/ready", 1)
+	pod := newPod("ready", web)
+	en.e.Sync([]executor.Pod{{Pod: pod}})
+	st := en.waitStatus(pod.UID, 60*time.Second, "ready", ready)
+	post := func(state string) {
+		resp, err := http.Post(podURL(st.PodIP, 8080, "/ready?state="+state), "text/plain", nil)
+		if err != nil {
+			t.Fatalf("POST /ready: %v", err)
+		}
+		resp.Body.Close()
+	}
+	post("off")
+	en.waitStatus(pod.UID, 30*time.Second, "not ready", func(s corev1.PodStatus) bool { return !ready(s) && running(s) })
+	post("on")
+	en.waitStatus(pod.UID, 30*time.Second, "ready again", ready)
+	if n := containerStatus(st, "web").RestartCount; n != 0 {
+		t.Errorf("readiness changes restarted the container (%d)", n)
+	}
+}
+
+// TestCrashLoopBackOff: a container that keeps failing is restarted with a growing
+// back-off and shows CrashLoopBackOff while it waits; with OnFailure a success ends it.
+func TestCrashLoopBackOff(t *testing.T) {
+	en := newEnv(t)
+	c := batch("crash", "--exit", "3")
+	pod := newPod("crash", c)
+	en.e.Sync([]executor.Pod{{Pod: pod}})
+	st := en.waitStatus(pod.UID, 60*time.Second, "three restarts", func(s corev1.PodStatus) bool {
+		return containerStatus(s, "crash").RestartCount >= 3
+	})
+	if !en.sawUpdate(func(u executor.PodStatusUpdate) bool {
+		return waitingReason(u.Status, "crash") == executor.ReasonCrashLoopBackOff
+	}) {
+		t.Errorf("never reported CrashLoopBackOff: %s", en.describe(pod.UID))
+	}
+	last := containerStatus(st, "crash").LastTerminationState.Terminated
+	if last == nil || last.ExitCode != 3 || last.Reason != executor.ReasonError {
+		t.Errorf("last termination = %+v, want Error exit 3", last)
+	}
+	// The gaps between the restarts grow (200ms, 400ms, 800ms …).
+	var starts []time.Time
+	for _, ev := range en.e.Events(string(pod.UID)) {
+		if ev.Reason == "Started" {
+			starts = append(starts, ev.Time)
+		}
+	}
+	if len(starts) >= 4 {
+		g1, g3 := starts[1].Sub(starts[0]), starts[3].Sub(starts[2])
+		if g3 <= g1 {
+			t.Errorf("back-off did not grow: first gap %v, third gap %v", g1, g3)
+		}
+	}
+	_ = context.Background()
+}
+
+// TestRestartPolicyNever: with Never a completed container stays terminated and the
+// pod Succeeds.
+func TestRestartPolicyNever(t *testing.T) {
+	en := newEnv(t)
+	pod := newPod("once", batch("job", "--exit", "0"))
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	en.e.Sync([]executor.Pod{{Pod: pod}})
+	st := en.waitStatus(pod.UID, 60*time.Second, "Succeeded", func(s corev1.PodStatus) bool { return s.Phase == corev1.PodSucceeded })
+	cs := containerStatus(st, "job")
+	if cs.RestartCount != 0 || cs.State.Terminated == nil || cs.State.Terminated.Reason != executor.ReasonCompleted {
+		t.Errorf("container = restarts %d state %s, want Completed without restarts", cs.RestartCount, stateString(cs.State))
+	}
+}
