@@ -60,7 +60,8 @@ type Worker struct {
 
 // NewWorker returns a Worker for probe p of the given kind against t. onChange (may be
 // nil) is called, outside the Worker's lock, whenever Healthy changes, and for a
-// startup probe also when it first succeeds (ok=true). A nil p yields a Worker that is
+// startup probe also when it first succeeds (ok=true). It runs on the Worker's
+// goroutine, so it must not call Stop on the same Worker. A nil p yields a Worker that is
 // never started and reports the kind's initial state.
 func NewWorker(kind Kind, p *corev1.Probe, t Target, clock Clock, onChange func(ok bool, msg string)) *Worker {
 	if clock == nil {
