@@ -484,3 +484,27 @@ func TestFollowTruncation(t *testing.T) {
 		t.Errorf("output:\n%s", got)
 	}
 }
+
+// FuzzRead feeds arbitrary bytes as a log file: Read must neither fail nor panic, and
+// with Tail N prints at most N lines.
+func FuzzRead(f *testing.F) {
+	f.Add([]byte("2026-12-01T19:30:00.000000000Z stdout F ok\n"), 2)
+	f.Add([]byte("2026-12-01T19:30:00.000000000Z stdout P part\n2026-12-01T19:30:00.000000000Z stderr F x\n"), 1)
+	f.Add([]byte("x y\n\n\n P\nts stdout F"), -1)
+	f.Fuzz(func(t *testing.T, data []byte, tail int) {
+		tail = tail%5 - 1
+		path := filepath.Join(t.TempDir(), "0.log")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		opts := ReadOptions{Tail: tail, Timestamps: true, Since: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)}
+		if err := Read(context.Background(), path, opts, &b); err != nil {
+			t.Fatalf("Read: %v", err)
+		}
+		// Messages hold no '\n' (a record ends at the first), so lines = newlines.
+		if n := strings.Count(b.String(), "\n"); tail >= 0 && n > tail {
+			t.Fatalf("tail %d printed %d lines", tail, n)
+		}
+	})
+}

@@ -3,12 +3,15 @@ package probe
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // script is a fake exec whose exit codes come from a queue; an empty queue exits 0.
@@ -324,5 +327,73 @@ func TestStartSinceCountsDelayFromContainerStart(t *testing.T) {
 	}
 	if r := h.tick(10 * time.Second); r != Success {
 		t.Fatalf("second tick = %v, want a probe", r)
+	}
+}
+
+// TestReadinessWithHTTPServer drives a readiness Worker against a real HTTP server on
+// 127.0.0.1 whose /ready answer the test flips.
+func TestReadinessWithHTTPServer(t *testing.T) {
+	var mu sync.Mutex
+	code := http.StatusServiceUnavailable
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.WriteHeader(code)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	set := func(c int) {
+		mu.Lock()
+		code = c
+		mu.Unlock()
+	}
+	a := ln.Addr().(*net.TCPAddr)
+	p := &corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}},
+		PeriodSeconds: 2, FailureThreshold: 2,
+	}
+	clock := NewFakeClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	changes := make(chan bool, 10)
+	w := NewWorker(Readiness, p, Target{IP: a.IP, Ports: map[string]int32{"http": int32(a.Port)}}, clock, func(ok bool, msg string) { changes <- ok })
+	attempts := make(chan Result, 10)
+	w.afterAttempt = func(r Result) { attempts <- r }
+	w.Start(context.Background())
+	t.Cleanup(w.Stop)
+	next := func() Result {
+		t.Helper()
+		select {
+		case r := <-attempts:
+			clock.Advance(2 * time.Second)
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("no attempt")
+			return Unknown
+		}
+	}
+	if r := next(); r != Failure || w.Healthy() {
+		t.Fatalf("503: %v ready=%v", r, w.Healthy())
+	}
+	set(http.StatusOK)
+	if r := next(); r != Success || !w.Healthy() {
+		t.Fatalf("200: %v ready=%v", r, w.Healthy())
+	}
+	set(http.StatusInternalServerError)
+	next()
+	if !w.Healthy() {
+		t.Fatal("not ready after one failure with failureThreshold 2")
+	}
+	next()
+	if w.Healthy() {
+		t.Fatal("still ready after two failures")
+	}
+	if got := []bool{<-changes, <-changes}; !got[0] || got[1] {
+		t.Errorf("changes = %v, want [true false]", got)
+	}
+	if msg := w.Message(); msg != "HTTP probe failed with statuscode: 500" {
+		t.Errorf("Message = %q", msg)
 	}
 }
