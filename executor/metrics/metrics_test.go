@@ -335,3 +335,22 @@ gantry_container_memory_working_set_bytes{container="proxy",namespace="shop",pod
 		t.Errorf("with a bad label: GatherAndCount = %d, %v; want 4", n, err)
 	}
 }
+
+// hungSource answers the listing but never a sample.
+type hungSource struct{}
+
+func (hungSource) Containers(ctx context.Context) ([]ContainerID, error) {
+	return []ContainerID{id("web", "app", "a1")}, nil
+}
+
+func (hungSource) Sample(ctx context.Context, id ContainerID) (Sample, error) {
+	<-ctx.Done()
+	return Sample{}, ctx.Err()
+}
+
+func TestSweepIsBoundedByInterval(t *testing.T) {
+	s := NewSampler(hungSource{}, NewStore(), WithInterval(50*time.Millisecond), WithClock(probe.NewFakeClock(t0)))
+	if err := s.Sweep(context.Background()); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Sweep = %v, want a deadline error", err)
+	}
+}

@@ -66,9 +66,12 @@ func NewSampler(src Source, store *Store, opts ...SamplerOption) *Sampler {
 	return s
 }
 
-// Sweep samples every container once. It returns the listing error, or the
+// Sweep samples every container once, bounded by the interval (a hung runtime call
+// cannot stall the sampler past its next tick). It returns the listing error, or the
 // per-container errors joined (the successful samples are recorded regardless).
 func (s *Sampler) Sweep(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.interval)
+	defer cancel()
 	ids, err := s.src.Containers(ctx)
 	if err != nil {
 		err = fmt.Errorf("list containers to sample: %w", err)

@@ -368,3 +368,29 @@ func TestRunExec(t *testing.T) {
 		t.Errorf("nil handler = %v, want unknown", got)
 	}
 }
+
+// slowHealth is a health service that never answers in time.
+type slowHealth struct {
+	healthpb.UnimplementedHealthServer
+}
+
+func (slowHealth) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestRunGRPCTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, slowHealth{})
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	a := ln.Addr().(*net.TCPAddr)
+	got, msg := Run(context.Background(), &corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: int32(a.Port)}}, 200*time.Millisecond, Target{IP: a.IP})
+	if got != Failure || !strings.Contains(msg, "health rpc did not complete within 200ms") {
+		t.Fatalf("Run = %v %q, want a timeout failure", got, msg)
+	}
+}
