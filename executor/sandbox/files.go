@@ -173,5 +173,12 @@ func (m *Manager) load(uid string) (*Sandbox, error) {
 	if err := json.Unmarshal(b, &sb); err != nil {
 		return nil, fmt.Errorf("sandbox state %s is corrupt: %w", p, err)
 	}
+	// JSON gives IPv4 addresses in their 16-byte form; keep the 4-byte form Setup returns.
+	if v4 := sb.IPv4.To4(); v4 != nil {
+		sb.IPv4 = v4
+	}
+	if gw := sb.Gateway4.To4(); gw != nil {
+		sb.Gateway4 = gw
+	}
 	return &sb, nil
 }

@@ -421,6 +421,9 @@ func TestRestartedManagerFindsSandboxes(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("Get %s after restart (-want +got):\n%s", want.UID, diff)
 		}
+		if len(got.IPv4) != net.IPv4len || len(got.Gateway4) != net.IPv4len {
+			t.Errorf("Get %s: IPv4 %d bytes, gateway %d bytes; want the 4-byte form", want.UID, len(got.IPv4), len(got.Gateway4))
+		}
 	}
 	if _, err := restarted.Get("no-such-pod"); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("Get unknown: err %v, want ErrNotFound", err)
