@@ -30,11 +30,16 @@ func TestImageDoesNotExist(t *testing.T) {
 				return waitingReason(u.Status, "web") == executor.ReasonImagePullBackOff
 			})
 	}, func() string { return en.describe(pod.UID) })
-	st, _ := en.e.Status(string(pod.UID))
-	msg := containerStatus(st, "web").State.Waiting.Message
-	if !strings.Contains(msg, "not found") {
-		t.Errorf("waiting message %q does not carry the registry's answer", msg)
+	// Both reasons carry the registry's answer (404 → "not found").
+	for _, reason := range []string{executor.ReasonErrImagePull, executor.ReasonImagePullBackOff} {
+		if !en.sawUpdate(func(u executor.PodStatusUpdate) bool {
+			cs := containerStatus(u.Status, "web")
+			return cs.State.Waiting != nil && cs.State.Waiting.Reason == reason && strings.Contains(cs.State.Waiting.Message, "not found")
+		}) {
+			t.Errorf("no %s status carrying the registry's \"not found\": %s", reason, en.describe(pod.UID))
+		}
 	}
+	st, _ := en.e.Status(string(pod.UID))
 	if st.Phase != corev1.PodPending {
 		t.Errorf("phase = %s, want Pending", st.Phase)
 	}

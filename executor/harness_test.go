@@ -36,7 +36,7 @@ var fastBackoff = backoff.Policy{Initial: 200 * time.Millisecond, Max: 2 * time.
 
 // env is one executor on its own containerd, data dir and sandbox manager.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	cd      *testenv.Containerd
 	dataDir string
 	sb      *sandbox.Manager
@@ -45,13 +45,18 @@ type env struct {
 	opts    []executor.Option
 
 	mu      sync.Mutex
-	updates []executor.PodStatusUpdate
+	updates []timedUpdate
+}
+
+type timedUpdate struct {
+	at time.Time
+	u  executor.PodStatusUpdate
 }
 
 // newEnv starts containerd, imports the test images and starts an executor. At cleanup
 // it removes every pod (and checks that their netns are gone), closes the executor,
 // stops containerd and deletes the test bridge.
-func newEnv(t *testing.T, opts ...executor.Option) *env {
+func newEnv(t testing.TB, opts ...executor.Option) *env {
 	t.Helper()
 	testenv.Integration(t, "containerd", "runc", "ip")
 	images := testenv.Images(t)
@@ -132,15 +137,27 @@ func (en *env) shutdown() {
 func (en *env) sink(u executor.PodStatusUpdate) {
 	en.mu.Lock()
 	defer en.mu.Unlock()
-	en.updates = append(en.updates, u)
+	en.updates = append(en.updates, timedUpdate{time.Now(), u})
+}
+
+// firstRunningAt returns when the sink first saw pod uid with all containers running.
+func (en *env) firstRunningAt(uid string) (time.Time, bool) {
+	en.mu.Lock()
+	defer en.mu.Unlock()
+	for _, tu := range en.updates {
+		if tu.u.UID == uid && running(tu.u.Status) {
+			return tu.at, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // sawUpdate reports whether any status update so far satisfies f.
 func (en *env) sawUpdate(f func(executor.PodStatusUpdate) bool) bool {
 	en.mu.Lock()
 	defer en.mu.Unlock()
-	for _, u := range en.updates {
-		if f(u) {
+	for _, tu := range en.updates {
+		if f(tu.u) {
 			return true
 		}
 	}
@@ -149,7 +166,7 @@ func (en *env) sawUpdate(f func(executor.PodStatusUpdate) bool) bool {
 
 // waitFor polls cond until it is true or the limit passes, then fails with what
 // describe says.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool, describe func() string) {
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool, describe func() string) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
@@ -269,7 +286,7 @@ func podURL(ip string, port int, path string) string {
 }
 
 // waitHTTP polls url until it answers 200, and returns the body.
-func waitHTTP(t *testing.T, url string) string {
+func waitHTTP(t testing.TB, url string) string {
 	t.Helper()
 	var body string
 	var last error

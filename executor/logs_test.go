@@ -20,7 +20,7 @@ func TestLogCaptureAndRotation(t *testing.T) {
 	en := newEnv(t, executor.WithLogRotation(4096, 3))
 	c := batch("talk")
 	// 400 lines of ~40 bytes on stdout, one marker on stderr, then exit 1 (a restart).
-	c.Command = []string{"/bin/sh", "-c", `i=0; while [ $i -lt 400 ]; do echo "line $i padding-padding-padding"; i=$((i+1)); done; echo oops >&2; sleep 0.5; exit 1`}
+	c.Command = []string{"/bin/sh", "-c", `i=0; while [ $i -lt 400 ]; do echo "line $i padding-padding-padding"; i=$((i+1)); done; sleep 0.3; echo oops >&2; sleep 0.5; exit 1`}
 	pod := newPod("logs", c)
 	pod.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
 	en.e.Sync([]executor.Pod{{Pod: pod}})
@@ -35,12 +35,12 @@ func TestLogCaptureAndRotation(t *testing.T) {
 		t.Fatalf("log file of the first run: %v", err)
 	}
 	// CRI format: time stream tag message.
+	// stdout and stderr are two pipes copied independently; the sleep orders them.
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	f := strings.SplitN(lines[len(lines)-1], " ", 4)
 	if len(f) != 4 || f[1] != "stderr" || f[2] != "F" || f[3] != "oops" {
 		t.Errorf("last record %q, want '<time> stderr F oops'", lines[len(lines)-1])
-	}
-	if _, err := time.Parse(time.RFC3339Nano, f[0]); err != nil {
+	} else if _, err := time.Parse(time.RFC3339Nano, f[0]); err != nil {
 		t.Errorf("record time %q: %v", f[0], err)
 	}
 	if _, err := os.Stat(first + ".1"); err != nil {
