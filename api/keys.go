@@ -13,4 +13,8 @@ const (
 	// AnnotationRestartOnChange: "false" on an ExternalSecret updates secret files in
 	// place instead of rolling the pods that use it.
 	AnnotationRestartOnChange = Domain + "/restart-on-change"
+
+	// AnnotationHeartbeat on a node: when the server last received its agent's
+	// heartbeat (RFC 3339 with nanoseconds; written by the server only).
+	AnnotationHeartbeat = Domain + "/heartbeat"
 )

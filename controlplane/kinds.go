@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -74,7 +75,14 @@ func mergeMaps(base, over map[string]string) map[string]string {
 // when an agent writes its node: the lifecycle controller compares server time with
 // server time, so agent clock skew does not matter.
 func (s *Server) stampHeartbeat(n *corev1.Node) {
-	now := metav1.NewTime(s.opts.now())
+	t := s.opts.now()
+	now := metav1.NewTime(t)
+	// metav1.Time keeps whole seconds; the annotation keeps the exact time, so a
+	// short grace period does not flap.
+	if n.Annotations == nil {
+		n.Annotations = map[string]string{}
+	}
+	n.Annotations[api.AnnotationHeartbeat] = t.UTC().Format(time.RFC3339Nano)
 	for i := range n.Status.Conditions {
 		c := &n.Status.Conditions[i]
 		if c.Type == corev1.NodeReady {

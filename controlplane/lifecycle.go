@@ -106,11 +106,10 @@ func (s *Server) checkNodes(ctx context.Context) (map[string]bool, error) {
 		if c == nil {
 			continue
 		}
-		if c.Status == corev1.ConditionTrue && now.Sub(c.LastHeartbeatTime.Time) > s.opts.grace {
-			since := c.LastHeartbeatTime.Time
+		if since := lastHeartbeat(n, c); c.Status == corev1.ConditionTrue && now.Sub(since) > s.opts.grace {
 			_, err := s.st.Nodes().GuaranteedUpdate(ctx, "", n.Name, func(n *corev1.Node) error {
 				c := readyCondition(n)
-				if c == nil || c.Status != corev1.ConditionTrue || !c.LastHeartbeatTime.Time.Equal(since) {
+				if c == nil || c.Status != corev1.ConditionTrue || !lastHeartbeat(n, c).Equal(since) {
 					return errSkip // the agent came back meanwhile
 				}
 				c.Status = corev1.ConditionUnknown
@@ -134,6 +133,14 @@ func (s *Server) checkNodes(ctx context.Context) (map[string]bool, error) {
 	s.metrics.nodes.WithLabelValues("true").Set(float64(ready))
 	s.metrics.nodes.WithLabelValues("false").Set(float64(len(lost)))
 	return lost, nil
+}
+
+// lastHeartbeat is the exact time the server last heard from the node's agent.
+func lastHeartbeat(n *corev1.Node, c *corev1.NodeCondition) time.Time {
+	if t, err := time.Parse(time.RFC3339Nano, n.Annotations[api.AnnotationHeartbeat]); err == nil {
+		return t
+	}
+	return c.LastHeartbeatTime.Time
 }
 
 // errSkip aborts a GuaranteedUpdate that turned out to be unnecessary.
