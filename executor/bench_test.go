@@ -176,4 +176,3 @@ func rssBytes() uint64 {
 	}
 	return 0
 }
-
