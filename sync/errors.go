@@ -94,6 +94,13 @@ func classOf(err error) error {
 	case errors.Is(err, context.Canceled):
 		return nil
 	}
+	// The SSH client reports authentication failures only as text.
+	text := err.Error()
+	for _, marker := range []string{"unable to authenticate", "knownhosts:", "host key mismatch", "handshake failed: ssh: no common algorithm for host key"} {
+		if strings.Contains(text, marker) {
+			return api.ErrUnauthenticated
+		}
+	}
 	return api.ErrUnavailable
 }
 

@@ -364,24 +364,19 @@ func (s *Syncer) fetch(ctx context.Context) (*Snapshot, plumbing.Hash, plumbing.
 		s.opts.logger.Debug("git source unchanged", "url", SanitizeURL(url), "ref", t.display, "revision", last.Revision)
 		return last, lastRemote, t.name, nil
 	}
-	remoteHash := t.hash
+	remoteHash, commit := t.hash, t.commit
 	if !hasCommit(st, t.commit) {
 		got, err := s.fetchObjects(ctx, st, remote, auth, t)
 		if err != nil {
 			return nil, plumbing.ZeroHash, "", wrapErr(url, "fetch "+t.display, err, secrets...)
 		}
 		if !t.pinned {
+			// The ref may have moved between listing and fetching: deploy what arrived.
 			remoteHash = got
+			if commit, err = peelToCommit(st, got); err != nil {
+				return nil, plumbing.ZeroHash, "", wrapErr(url, "read "+t.display, err, secrets...)
+			}
 		}
-	}
-	commit := t.commit
-	if !t.pinned {
-		// The ref may have moved between listing and fetching: deploy what arrived.
-		c, err := peelToCommit(st, remoteHash)
-		if err != nil {
-			return nil, plumbing.ZeroHash, "", wrapErr(url, "read "+t.display, err, secrets...)
-		}
-		commit = c
 	}
 	snap, err := s.build(st, commit, t.display)
 	if err != nil {

@@ -2,14 +2,18 @@ package testenv
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,19 +22,23 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
-// GitServer serves the bare repositories under BaseDir on 127.0.0.1, either with
-// `git daemon` (git://) or with git http-backend behind net/http/cgi (http://, with
-// basic auth). It is stopped when the test ends.
+// GitServer serves the bare repositories under BaseDir on 127.0.0.1: with `git daemon`
+// (git://), with git http-backend behind net/http/cgi (http://, basic auth), or over
+// SSH (ssh://, public-key auth). It is stopped when the test ends.
 type GitServer struct {
 	// BaseDir holds the bare repositories, one <name>.git directory each.
 	BaseDir string
 	// Addr is the listening address, 127.0.0.1:PORT.
 	Addr string
 
-	scheme string
-	home   string
+	scheme  string
+	home    string
+	hostKey ssh.PublicKey // StartGitSSH only
 
 	// Request counters of the HTTP variant (always zero for git daemon).
 	listRefs    atomic.Int64
@@ -182,6 +190,9 @@ func (s *GitServer) Requests() GitRequests {
 
 // URL returns the clone URL of repository name (without ".git") on this server.
 func (s *GitServer) URL(name string) string {
+	if s.scheme == "ssh" {
+		return fmt.Sprintf("ssh://git@%s/%s.git", s.Addr, name)
+	}
 	return fmt.Sprintf("%s://%s/%s.git", s.scheme, s.Addr, name)
 }
 
@@ -367,4 +378,176 @@ func (b *lockedBuffer) Len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Len()
+}
+
+// StartGitSSH serves BaseDir over SSH on a free 127.0.0.1 port: a small SSH server
+// (golang.org/x/crypto/ssh) with a fresh ed25519 host key that accepts only the
+// public key authorized and runs the real git-upload-pack / git-receive-pack for
+// "exec" requests. Repository URLs are ssh://git@127.0.0.1:PORT/<name>.git;
+// KnownHostsFile returns a known_hosts file for its host key.
+func StartGitSSH(t testing.TB, authorized ssh.PublicKey) *GitServer {
+	t.Helper()
+	Integration(t, "git")
+	s := newGitServer(t, "ssh")
+	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatalf("ssh host key: %v", err)
+	}
+	hostSigner, err := ssh.NewSignerFromKey(hostPriv)
+	if err != nil {
+		t.Fatalf("ssh host key: %v", err)
+	}
+	s.hostKey = hostSigner.PublicKey()
+	cfg := &ssh.ServerConfig{
+		PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+			if bytes.Equal(k.Marshal(), authorized.Marshal()) {
+				return nil, nil
+			}
+			s.rejected.Add(1)
+			return nil, fmt.Errorf("key not authorized")
+		},
+	}
+	cfg.AddHostKey(hostSigner)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("ssh listen: %v", err)
+	}
+	s.Addr = l.Addr().String()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() { defer wg.Done(); s.serveSSH(c, cfg) }()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return s
+}
+
+// KnownHostsFile writes a known_hosts file holding the host key of a StartGitSSH
+// server and returns its path.
+func (s *GitServer) KnownHostsFile(t testing.TB) string {
+	t.Helper()
+	if s.hostKey == nil {
+		t.Fatalf("KnownHostsFile: not an SSH server")
+	}
+	p := filepath.Join(t.TempDir(), "known_hosts")
+	line := knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, s.hostKey)
+	if err := os.WriteFile(p, []byte(line+"\n"), 0o644); err != nil {
+		t.Fatalf("known_hosts: %v", err)
+	}
+	return p
+}
+
+func (s *GitServer) serveSSH(c net.Conn, cfg *ssh.ServerConfig) {
+	defer c.Close()
+	sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	if err != nil {
+		return
+	}
+	defer sc.Close()
+	go ssh.DiscardRequests(reqs)
+	for nc := range chans {
+		if nc.ChannelType() != "session" {
+			_ = nc.Reject(ssh.UnknownChannelType, "only sessions")
+			continue
+		}
+		ch, creqs, err := nc.Accept()
+		if err != nil {
+			return
+		}
+		go s.serveSession(ch, creqs)
+	}
+}
+
+func (s *GitServer) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
+	defer ch.Close()
+	for req := range reqs {
+		if req.Type != "exec" {
+			if req.WantReply {
+				_ = req.Reply(false, nil)
+			}
+			continue
+		}
+		var payload struct{ Command string }
+		if err := ssh.Unmarshal(req.Payload, &payload); err != nil {
+			_ = req.Reply(false, nil)
+			return
+		}
+		service, repoPath, ok := parseGitCommand(payload.Command)
+		if !ok {
+			_ = req.Reply(false, nil)
+			return
+		}
+		dir := filepath.Join(s.BaseDir, filepath.FromSlash(repoPath))
+		if !strings.HasPrefix(dir, s.BaseDir+string(filepath.Separator)) {
+			_ = req.Reply(false, nil)
+			return
+		}
+		_ = req.Reply(true, nil)
+		cmd := exec.Command("git", service, dir)
+		cmd.Env = s.env()
+		cmd.Stdout = ch
+		cmd.Stderr = ch.Stderr()
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return
+		}
+		if err := cmd.Start(); err != nil {
+			return
+		}
+		// Not waited for: the client may keep its side open until it sees exit-status.
+		go func() { _, _ = io.Copy(stdin, ch); _ = stdin.Close() }()
+		status := uint32(0)
+		if err := cmd.Wait(); err != nil {
+			status = 1
+		}
+		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
+		return
+	}
+}
+
+// parseGitCommand parses "git-upload-pack '/app.git'" (as git and go-git send it) into
+// the service ("upload-pack") and the repository path relative to the base dir.
+func parseGitCommand(cmd string) (service, repoPath string, ok bool) {
+	name, arg, found := strings.Cut(cmd, " ")
+	if !found {
+		return "", "", false
+	}
+	switch name {
+	case "git-upload-pack", "git-receive-pack":
+		service = strings.TrimPrefix(name, "git-")
+	default:
+		return "", "", false
+	}
+	arg = strings.TrimSpace(arg)
+	if len(arg) < 2 || arg[0] != '\'' || arg[len(arg)-1] != '\'' || strings.Contains(arg[1:len(arg)-1], "'") {
+		return "", "", false
+	}
+	p := path.Clean("/" + arg[1:len(arg)-1])
+	if p == "/" {
+		return "", "", false
+	}
+	return service, strings.TrimPrefix(p, "/"), true
 }
