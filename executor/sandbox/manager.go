@@ -318,6 +318,9 @@ func (m *Manager) teardown(ctx context.Context, uid string, ports []PortMapping)
 	if isNetNS(pin) {
 		netnsArg = pin
 	}
+	// Without the pod's interface the bridge plugin cannot tell which masquerade rules
+	// are the pod's; they are removed by tag below.
+	staleNAT := netnsArg == "" || !hasInterface(pin, PodInterface)
 	network := m.network
 	if sb, err := m.load(uid); err == nil && sb.Network != "" {
 		network = sb.Network
@@ -329,7 +332,7 @@ func (m *Manager) teardown(ctx context.Context, uid string, ports []PortMapping)
 	if err := m.cniDel(ctx, network, uid, netnsArg, capPorts); err != nil {
 		return err
 	}
-	if netnsArg == "" {
+	if staleNAT {
 		if err := removeStaleNATRules(ctx, network, uid); err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"strconv"
@@ -80,6 +81,28 @@ func isNetNS(path string) bool {
 		return false
 	}
 	return st.Type == unix.NSFS_MAGIC
+}
+
+// hasInterface reports whether the network namespace pinned at pin has an interface
+// named ifname. Errors entering the namespace count as false.
+func hasInterface(pin, ifname string) bool {
+	found := make(chan bool, 1)
+	go func() {
+		runtime.LockOSThread() // not unlocked: the thread leaves with the goroutine
+		fd, err := unix.Open(pin, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			found <- false
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			found <- false
+			return
+		}
+		_, err = net.InterfaceByName(ifname)
+		found <- err == nil
+	}()
+	return <-found
 }
 
 // ifaTentative is IFA_F_TENTATIVE in /proc/net/if_inet6's flags column.

@@ -475,6 +475,18 @@ func TestSetupRebuildsDeadSandbox(t *testing.T) {
 	}
 }
 
+func TestTeardownAfterVethDeleted(t *testing.T) {
+	e := newEnv(t)
+	sb := e.setup("pod-vd", "veth-gone")
+	if out, err := exec.Command("ip", "link", "del", sb.HostVeth).CombinedOutput(); err != nil {
+		t.Fatalf("deleting %s: %v: %s", sb.HostVeth, err, out)
+	}
+	if err := e.m.Teardown(context.Background(), sb.UID); err != nil {
+		t.Fatalf("Teardown: %v", err)
+	}
+	e.assertGone(sb)
+}
+
 func TestTeardownOfDeadSandbox(t *testing.T) {
 	e := newEnv(t)
 	sb := e.setup("pod-dt", "dead", sandbox.PortMapping{HostPort: testHostPrt, ContainerPort: testPort})
