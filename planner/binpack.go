@@ -7,14 +7,14 @@ type binpackScorer struct{ least bool }
 
 func (binpackScorer) weight() int64 { return 1 }
 
-func (b binpackScorer) score(c *candidate, n *nodeInfo) int64 {
+func (b binpackScorer) score(c *candidate, h *nodeHot) int64 {
 	var sum, k int64
-	if n.allocCPU > 0 {
-		sum += (n.usedCPU + c.cpu) * 100 / n.allocCPU
+	if h.allocCPU > 0 {
+		sum += (h.allocCPU - h.freeCPU + c.cpu) * 100 / h.allocCPU
 		k++
 	}
-	if n.allocMem > 0 {
-		sum += (n.usedMem + c.mem) * 100 / n.allocMem
+	if h.allocMem > 0 {
+		sum += (h.allocMem - h.freeMem + c.mem) * 100 / h.allocMem
 		k++
 	}
 	if k == 0 {

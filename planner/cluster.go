@@ -68,6 +68,61 @@ func (n *nodeInfo) freeCPU() int64  { return n.allocCPU - n.usedCPU }
 func (n *nodeInfo) freeMem() int64  { return n.allocMem - n.usedMem }
 func (n *nodeInfo) freePods() int64 { return n.allocPods - n.usedPods }
 
+// nodeHot is the part of a node the placement loop reads for every node it
+// examines, kept in one compact array so that loop stays in cache.
+type nodeHot struct {
+	idx                        int32
+	starts                     int32
+	freeCPU, freeMem, freePods int64
+	allocCPU, allocMem         int64
+	// plain: Ready, schedulable, no NoSchedule/NoExecute taint and no pod with
+	// anti-affinity terms; for a plain candidate only resources and the start
+	// cap then decide.
+	plain bool
+	node  *nodeInfo
+}
+
+func (c *cluster) syncHot(n *nodeInfo) {
+	h := &c.hot[n.idx]
+	h.freeCPU, h.freeMem, h.freePods = n.freeCPU(), n.freeMem(), n.freePods()
+	h.starts = int32(n.starts)
+	h.plain = n.ready && !n.unschedulable && len(n.taints) == 0 && len(n.antiTerms) == 0
+}
+
+// topology gives every node the id of its domain for one topology key (-1 when
+// the node lacks the label); count is the number of distinct domains.
+type topology struct {
+	ids   []int32
+	count int
+}
+
+func (c *cluster) topology(key string) *topology {
+	if t := c.topos[key]; t != nil {
+		return t
+	}
+	t := &topology{ids: make([]int32, len(c.nodes))}
+	seen := map[string]int32{}
+	for i, n := range c.nodes {
+		d, ok := n.domain(key)
+		if !ok {
+			t.ids[i] = -1
+			continue
+		}
+		id, ok := seen[d]
+		if !ok {
+			id = int32(len(seen))
+			seen[d] = id
+		}
+		t.ids[i] = id
+	}
+	t.count = len(seen)
+	if c.topos == nil {
+		c.topos = map[string]*topology{}
+	}
+	c.topos[key] = t
+	return t
+}
+
 // podRec is one observed pod as the planner sees it.
 type podRec struct {
 	pod        *corev1.Pod
@@ -154,13 +209,16 @@ type cluster struct {
 	cursor int
 
 	pods  []*podRec
-	names map[string]bool // ns/name of every pod, observed or planned
+	names map[nsName]bool // every pod, observed or planned
 
 	sets    interner
 	anti    antiIndex
 	plan    *Plan
 	limit   int // feasible nodes to score per placement
 	minPrio int32
+
+	hot   []nodeHot
+	topos map[string]*topology
 
 	// hook, if set, is called after each placement decision (benchmarks only).
 	hook func()
@@ -172,7 +230,7 @@ func newCluster(in *Input, cfg Config) *cluster {
 		cfg:    cfg,
 		rng:    rand.New(rand.NewPCG(uint64(in.Seed), 0x9e3779b97f4a7c15)),
 		byName: make(map[string]*nodeInfo, len(in.Nodes)),
-		names:  make(map[string]bool, len(in.Observed)),
+		names:  make(map[nsName]bool, len(in.Observed)),
 	}
 	nodes := slices.Clone(in.Nodes)
 	nodes = slices.DeleteFunc(nodes, func(n *corev1.Node) bool { return n == nil })
@@ -186,6 +244,11 @@ func newCluster(in *Input, cfg Config) *cluster {
 		c.byName[n.Name] = ni
 		_ = i
 	}
+	c.hot = make([]nodeHot, len(c.nodes))
+	for i, n := range c.nodes {
+		c.hot[i] = nodeHot{idx: int32(i), allocCPU: n.allocCPU, allocMem: n.allocMem, node: n}
+		c.syncHot(n)
+	}
 	c.order = make([]int32, len(c.nodes))
 	for i := range c.order {
 		c.order[i] = int32(i)
@@ -195,23 +258,13 @@ func newCluster(in *Input, cfg Config) *cluster {
 	return c
 }
 
-// nodesToScore is kube-scheduler's adaptive percentage of nodes to score.
+// nodesToScore bounds the feasible nodes scored per placement: every node up to
+// 100 (kube-scheduler's minimum), then 2% of the nodes, at least 100.
 func nodesToScore(n, configured int) int {
 	if configured > 0 {
 		return configured
 	}
-	if n <= 100 {
-		return n
-	}
-	pct := 50 - n/125
-	if pct < 5 {
-		pct = 5
-	}
-	k := n * pct / 100
-	if k < 100 {
-		k = 100
-	}
-	return k
+	return max(100, n/50)
 }
 
 // addPod accounts a pod on its node.
@@ -236,9 +289,13 @@ func (c *cluster) addPodToNode(p *podRec, n *nodeInfo) {
 			n.antiTerms = addSetCount(n.antiTerms, t, 1)
 		}
 	}
+	c.syncHot(n)
 }
 
 func podKey(ns, name string) string { return ns + "/" + name }
+
+// nsName identifies a pod without building a string.
+type nsName struct{ ns, name string }
 
 // interner gives every distinct (namespace, labels) pair a small integer.
 type interner struct {

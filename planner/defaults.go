@@ -87,13 +87,13 @@ func rollingParams(d *appsv1.Deployment, replicas int32) (surge, unavailable int
 	if isZero(ms) && isZero(mu) {
 		return 0, 0, fmt.Errorf("maxSurge and maxUnavailable are both 0; one must be positive")
 	}
+	if int(replicas) < u {
+		u = int(replicas)
+	}
 	if s == 0 && u == 0 {
 		// Percentages that round to 0 for few replicas: Kubernetes then allows one
 		// unavailable pod so the rollout can move.
 		u = 1
-	}
-	if int(replicas) < u {
-		u = int(replicas)
 	}
 	return int32(s), int32(u), nil
 }

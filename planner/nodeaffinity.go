@@ -7,10 +7,11 @@ type nodeAffinityScorer struct{}
 
 func (nodeAffinityScorer) weight() int64 { return 2 }
 
-func (nodeAffinityScorer) score(c *candidate, n *nodeInfo) int64 {
+func (nodeAffinityScorer) score(c *candidate, h *nodeHot) int64 {
 	if c.preferredTotal == 0 {
 		return 0
 	}
+	n := h.node
 	var w int64
 	for i := range c.preferred {
 		if matchNodeSelectorTerm(&c.preferred[i].Preference, n) {

@@ -28,7 +28,7 @@ func (c *cluster) observe(observed []*corev1.Pod, byKey map[string]*app, list []
 		r := newPodRec(p, c.cfg.PriorityClasses)
 		r.antiTerms = c.anti.termsOf(r.ns, &p.Spec)
 		recs = append(recs, r)
-		c.names[podKey(r.ns, r.name)] = true
+		c.names[nsName{r.ns, r.name}] = true
 	}
 	for _, a := range list {
 		// Registering the templates' terms first tells whether the anti-affinity

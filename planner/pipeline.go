@@ -19,7 +19,7 @@ type filter interface {
 // scorer is one score of the placement pipeline, 0–100, multiplied by weight.
 type scorer interface {
 	weight() int64
-	score(c *candidate, n *nodeInfo) int64
+	score(c *candidate, h *nodeHot) int64
 }
 
 type rejectCode uint8
@@ -99,6 +99,13 @@ type candidate struct {
 	preferredTotal int64
 	antiTerms      []int32
 	spreads        []*spreadTracker
+	// plain: no node selector or required affinity, host ports, anti-affinity or
+	// hard spread; on a plain node only resources and the start cap decide.
+	plain bool
+	// namePrefix and shared are what every pod of the candidate has in common.
+	namePrefix string
+	shared     *corev1.Pod
+	podBuf     []corev1.Pod
 }
 
 // startCapFilter enforces Config.MaxStartsPerNodePerRound. It runs last, so a node
@@ -146,10 +153,10 @@ func (p *pipeline) feasible(cd *candidate, n *nodeInfo) rejection {
 	return rejection{}
 }
 
-func (p *pipeline) score(cd *candidate, n *nodeInfo) int64 {
+func (p *pipeline) score(cd *candidate, h *nodeHot) int64 {
 	var s int64
 	for _, sc := range p.scorers {
-		s += sc.weight() * sc.score(cd, n)
+		s += sc.weight() * sc.score(cd, h)
 	}
 	return s
 }
@@ -160,17 +167,28 @@ func (p *pipeline) score(cd *candidate, n *nodeInfo) int64 {
 func (c *cluster) selectNode(p *pipeline, cd *candidate) (best *nodeInfo, bestScore int64, feasible int) {
 	n := len(c.order)
 	examined := 0
+	capLimit := int32(c.cfg.MaxStartsPerNodePerRound)
+	var bestHot *nodeHot
 	for examined < n && feasible < c.limit {
-		ni := c.nodes[c.order[(c.cursor+examined)%n]]
+		h := &c.hot[c.order[(c.cursor+examined)%n]]
 		examined++
-		if p.feasible(cd, ni).code != rejNone {
+		if cd.plain && h.plain {
+			// The fast path: the same decision as the full pipeline for a plain
+			// candidate on a plain node, without touching the node's full record.
+			if cd.mem > h.freeMem || cd.cpu > h.freeCPU || h.freePods < 1 || (capLimit > 0 && h.starts >= capLimit) {
+				continue
+			}
+		} else if p.feasible(cd, h.node).code != rejNone {
 			continue
 		}
 		feasible++
-		s := p.score(cd, ni)
-		if best == nil || s > bestScore {
-			best, bestScore = ni, s
+		s := p.score(cd, h)
+		if bestHot == nil || s > bestScore {
+			bestHot, bestScore = h, s
 		}
+	}
+	if bestHot != nil {
+		best = bestHot.node
 	}
 	if n > 0 {
 		c.cursor = (c.cursor + examined) % n
@@ -179,17 +197,17 @@ func (c *cluster) selectNode(p *pipeline, cd *candidate) (best *nodeInfo, bestSc
 }
 
 // explainScore renders the chosen node's score by component.
-func (p *pipeline) explainScore(cd *candidate, n *nodeInfo, total int64, feasible int) string {
+func (p *pipeline) explainScore(cd *candidate, h *nodeHot, total int64, feasible int) string {
 	var b strings.Builder
 	b.WriteString("score ")
 	b.WriteString(strconv.FormatInt(total, 10))
 	b.WriteString(" (binpack ")
-	b.WriteString(strconv.FormatInt(p.scorers[0].score(cd, n), 10))
+	b.WriteString(strconv.FormatInt(p.scorers[0].score(cd, h), 10))
 	b.WriteString(", spread ")
-	b.WriteString(strconv.FormatInt(p.scorers[1].score(cd, n), 10))
+	b.WriteString(strconv.FormatInt(p.scorers[1].score(cd, h), 10))
 	if cd.preferredTotal > 0 {
 		b.WriteString(", affinity ")
-		b.WriteString(strconv.FormatInt(p.scorers[2].score(cd, n), 10))
+		b.WriteString(strconv.FormatInt(p.scorers[2].score(cd, h), 10))
 	}
 	b.WriteString("), best of ")
 	b.WriteString(strconv.Itoa(feasible))

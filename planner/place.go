@@ -75,26 +75,30 @@ func (c *cluster) newCandidate(a *app) *candidate {
 		cd.labelSet = c.sets.id(a.ns, podLabels(a, a.target))
 	}
 	c.newSpreadTrackers(cd, spec)
+	hard := false
+	for _, t := range cd.spreads {
+		hard = hard || t.hard
+	}
+	cd.namePrefix = a.name + "-" + a.target.Hash + "-"
+	cd.plain = len(cd.nodeSelector) == 0 && cd.required == nil && len(cd.ports) == 0 && len(cd.antiTerms) == 0 && !hard
 	return cd
 }
 
 // bind creates the pod on the node and accounts it.
 func (c *cluster) bind(p *pipeline, cd *candidate, n *nodeInfo, score int64, feasible int) {
 	a := cd.app
-	reason := p.explainScore(cd, n, score, feasible)
-	pod := c.newPod(a, cd.rev, n.name)
+	reason := p.explainScore(cd, &c.hot[n.idx], score, feasible)
+	pod := c.newPod(cd, n.name)
 	r := &podRec{pod: pod, ns: a.ns, name: pod.Name, app: a, rev: cd.rev.Hash, nodeName: n.name,
 		cpu: cd.cpu, mem: cd.mem, prio: cd.prio, labelSet: cd.labelSet, antiTerms: cd.antiTerms,
 		ports: cd.ports, planned: true}
-	c.addPodToNode(r, n)
 	n.starts++
+	c.addPodToNode(r, n)
 	for _, t := range cd.spreads {
 		if t.sel != nil && !t.sel.Matches(labels.Set(pod.Labels)) {
 			continue
 		}
-		if d, ok := n.domain(t.key); ok {
-			t.add(d)
-		}
+		t.add(n.idx)
 	}
 	c.plan.Place = append(c.plan.Place, Placement{App: a.key, Pod: pod, Node: n.name, Score: score, Reason: reason})
 }
@@ -114,19 +118,46 @@ func podLabels(a *app, rev *Revision) map[string]string {
 // for a bare Pod its own name; labels of the template plus pod-template-hash;
 // annotations of the template plus gantry.io/app and gantry.io/revision; an owner
 // reference to the Deployment; spec.nodeName and spec.priority set.
-func (c *cluster) newPod(a *app, rev *Revision, node string) *corev1.Pod {
-	t := rev.Template
+//
+// The pods of one candidate share their read-only parts (label and annotation
+// maps, owner references, the spec's containers, volumes and other slices and
+// pointers): the plan is data to serialise, not to edit. Deep-copy a pod before
+// changing it.
+func (c *cluster) newPod(cd *candidate, node string) *corev1.Pod {
+	a, rev := cd.app, cd.rev
 	name := a.name
 	if a.kind == KindDeployment {
-		prefix := a.name + "-" + rev.Hash + "-"
 		for {
-			name = prefix + c.suffix()
-			if !c.names[podKey(a.ns, name)] {
+			name = cd.namePrefix + c.suffix()
+			if !c.names[nsName{a.ns, name}] {
 				break
 			}
 		}
 	}
-	c.names[podKey(a.ns, name)] = true
+	c.names[nsName{a.ns, name}] = true
+	if cd.shared == nil {
+		cd.shared = c.sharedPod(a, rev)
+	}
+	if len(cd.podBuf) == 0 {
+		// One allocation for a batch of pods instead of one each.
+		cd.podBuf = make([]corev1.Pod, min(max(a.create, 1), 64))
+	}
+	pod := &cd.podBuf[0]
+	cd.podBuf = cd.podBuf[1:]
+	*pod = corev1.Pod{
+		TypeMeta:   cd.shared.TypeMeta,
+		ObjectMeta: cd.shared.ObjectMeta,
+		Spec:       cd.shared.Spec,
+		Status:     cd.shared.Status,
+	}
+	pod.Name = name
+	pod.Spec.NodeName = node
+	return pod
+}
+
+// sharedPod is the part every pod of one revision has in common.
+func (c *cluster) sharedPod(a *app, rev *Revision) *corev1.Pod {
+	t := rev.Template
 	ann := make(map[string]string, len(t.Annotations)+2)
 	for k, v := range t.Annotations {
 		ann[k] = v
@@ -136,8 +167,7 @@ func (c *cluster) newPod(a *app, rev *Revision, node string) *corev1.Pod {
 	pod := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name: name, Namespace: a.ns,
-			Labels: podLabels(a, rev), Annotations: ann,
+			Namespace: a.ns, Labels: podLabels(a, rev), Annotations: ann,
 			CreationTimestamp: metav1.NewTime(c.now),
 		},
 		Spec:   *t.Spec.DeepCopy(),
@@ -148,7 +178,6 @@ func (c *cluster) newPod(a *app, rev *Revision, node string) *corev1.Pod {
 		pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: a.name,
 			UID: a.dep.UID, Controller: &ctrl}}
 	}
-	pod.Spec.NodeName = node
 	prio := a.prio
 	pod.Spec.Priority = &prio
 	return pod

@@ -269,7 +269,7 @@ func (c *cluster) reconcileBarePod(a *app) {
 	for _, p := range a.oldPods {
 		c.stop(p, fmt.Sprintf("spec changed in git (revision %d); pods are immutable, so it is recreated", a.target.Number))
 	}
-	if len(a.newPods) == 0 && len(a.oldPods) == 0 && !c.names[podKey(a.ns, a.name)] {
+	if len(a.newPods) == 0 && len(a.oldPods) == 0 && !c.names[nsName{a.ns, a.name}] {
 		a.create = 1
 	}
 	a.recordProgress(c)

@@ -17,8 +17,9 @@ type spreadTracker struct {
 	maxSkew  int32
 	hard     bool // DoNotSchedule
 	sel      labels.Selector
-	counts   map[string]int32
-	eligible int // domains among nodes that pass the pod's node selector and affinity
+	topo     *topology
+	counts   map[int32]int32 // by domain id
+	eligible int             // domains among nodes that pass the pod's node selector and affinity
 	minValid bool
 	minCache int32
 }
@@ -44,9 +45,12 @@ func (t *spreadTracker) min() int32 {
 	return m
 }
 
-func (t *spreadTracker) add(domain string) {
-	t.counts[domain]++
-	t.minValid = false
+// add counts one more pod on node idx.
+func (t *spreadTracker) add(idx int32) {
+	if d := t.topo.ids[idx]; d >= 0 {
+		t.counts[d]++
+		t.minValid = false
+	}
 }
 
 // spreadFilter enforces DoNotSchedule constraints: placing the pod must not make
@@ -59,8 +63,8 @@ func (spreadFilter) check(c *candidate, n *nodeInfo) rejection {
 		if !t.hard {
 			continue
 		}
-		d, ok := n.domain(t.key)
-		if !ok || t.counts[d]+1-t.min() > t.maxSkew {
+		d := t.topo.ids[n.idx]
+		if d < 0 || t.counts[d]+1-t.min() > t.maxSkew {
 			return rejection{code: rejSpread, spread: t}
 		}
 	}
@@ -73,14 +77,18 @@ type spreadScorer struct{}
 
 func (spreadScorer) weight() int64 { return 2 }
 
-func (spreadScorer) score(c *candidate, n *nodeInfo) int64 {
+func (spreadScorer) score(c *candidate, h *nodeHot) int64 {
 	if len(c.spreads) == 0 {
 		return 0
 	}
 	var s int64
 	for _, t := range c.spreads {
-		d, ok := n.domain(t.key)
-		if !ok {
+		if len(t.counts) == 0 {
+			s += 100
+			continue
+		}
+		d := t.topo.ids[h.idx]
+		if d < 0 {
 			continue
 		}
 		s += 100 / int64(1+t.counts[d])
@@ -93,11 +101,12 @@ func (spreadScorer) score(c *candidate, n *nodeInfo) int64 {
 func (c *cluster) newSpreadTrackers(cd *candidate, spec *corev1.PodSpec) {
 	cons := spec.TopologySpreadConstraints
 	if len(cons) == 0 {
-		cd.spreads = []*spreadTracker{{key: LabelHostname, maxSkew: 1, counts: map[string]int32{}}}
+		cd.spreads = []*spreadTracker{{key: LabelHostname, maxSkew: 1, topo: c.topology(LabelHostname), counts: map[int32]int32{}}}
 	}
 	for i := range cons {
 		k := &cons[i]
-		t := &spreadTracker{key: k.TopologyKey, maxSkew: k.MaxSkew, hard: k.WhenUnsatisfiable != corev1.ScheduleAnyway, counts: map[string]int32{}}
+		t := &spreadTracker{key: k.TopologyKey, maxSkew: k.MaxSkew, hard: k.WhenUnsatisfiable != corev1.ScheduleAnyway,
+			topo: c.topology(k.TopologyKey), counts: map[int32]int32{}}
 		if t.maxSkew < 1 {
 			t.maxSkew = 1
 		}
@@ -107,7 +116,7 @@ func (c *cluster) newSpreadTrackers(cd *candidate, spec *corev1.PodSpec) {
 			}
 		}
 		if t.hard {
-			t.eligible = c.eligibleDomains(cd, t.key)
+			t.eligible = c.eligibleDomains(cd, t.topo)
 		}
 		cd.spreads = append(cd.spreads, t)
 	}
@@ -119,9 +128,7 @@ func (c *cluster) newSpreadTrackers(cd *candidate, spec *corev1.PodSpec) {
 			if t.sel != nil && !t.sel.Matches(labels.Set(p.pod.Labels)) {
 				continue
 			}
-			if d, ok := p.node.domain(t.key); ok {
-				t.add(d)
-			}
+			t.add(p.node.idx)
 		}
 	}
 }
@@ -129,13 +136,16 @@ func (c *cluster) newSpreadTrackers(cd *candidate, spec *corev1.PodSpec) {
 // eligibleDomains counts the distinct domains of key among nodes that pass the
 // candidate's nodeSelector and required node affinity (nodeAffinityPolicy Honor;
 // taints are ignored, nodeTaintsPolicy Ignore, as in Kubernetes).
-func (c *cluster) eligibleDomains(cd *candidate, key string) int {
-	seen := map[string]bool{}
+func (c *cluster) eligibleDomains(cd *candidate, topo *topology) int {
+	if len(cd.nodeSelector) == 0 && cd.required == nil {
+		return topo.count
+	}
+	seen := map[int32]bool{}
 	for _, n := range c.nodes {
 		if (nodeSelectorFilter{}).check(cd, n).code != rejNone {
 			continue
 		}
-		if d, ok := n.domain(key); ok {
+		if d := topo.ids[n.idx]; d >= 0 {
 			seen[d] = true
 		}
 	}

@@ -62,7 +62,7 @@ type Config struct {
 	NodeLostGrace time.Duration
 	// NodesToScore bounds how many feasible nodes are scored per placement, as
 	// kube-scheduler's percentageOfNodesToScore does. 0 means adaptive: every node
-	// up to 100 nodes, then max(100, n × max(5, 50 − n/125) / 100).
+	// up to 100 nodes, then max(100, 2% of the nodes).
 	NodesToScore int
 	// PriorityClasses adds to or overrides the built-in priority table
 	// (BuiltinPriorities); it is where PriorityClass objects land later.
@@ -168,8 +168,11 @@ type Plan struct {
 
 // Placement is one pod to create on one node.
 type Placement struct {
-	App  string
-	Pod  *corev1.Pod // full pod: name, labels (incl. pod-template-hash), owner, spec.nodeName
+	App string
+	// Pod is the full pod: name, labels (incl. pod-template-hash), owner,
+	// spec.nodeName. Pods of one revision share read-only sub-objects (maps,
+	// slices): deep-copy a pod before changing it.
+	Pod  *corev1.Pod
 	Node string
 	// Score is the total score of the chosen node; Reason explains the choice.
 	Score  int64
