@@ -49,7 +49,7 @@ func podDir(t *testing.T) string {
 	return dir
 }
 
-type mountEntry struct{ id, point, fstype, opts string }
+type mountEntry struct{ id, point, mountOpts, fstype, opts string }
 
 // mountsUnder parses /proc/self/mountinfo for mounts at or below dir.
 func mountsUnder(t *testing.T, dir string) []mountEntry {
@@ -71,7 +71,7 @@ func mountsUnder(t *testing.T, dir string) []mountEntry {
 		for sep < len(f) && f[sep] != "-" {
 			sep++
 		}
-		out = append(out, mountEntry{id: f[0], point: f[4], fstype: f[sep+1], opts: f[sep+3]})
+		out = append(out, mountEntry{id: f[0], point: f[4], mountOpts: f[5], fstype: f[sep+1], opts: f[sep+3]})
 	}
 	return out
 }
@@ -358,8 +358,10 @@ func TestSecretVolume(t *testing.T) {
 		if !ok || m.fstype != "tmpfs" {
 			t.Errorf("secret volume %s: mount %+v (found %v), want tmpfs", name, m, ok)
 		}
-		if !strings.Contains(m.opts, "") {
-			t.Errorf("mount opts %q", m.opts)
+		for _, opt := range []string{"nosuid", "nodev", "noexec"} {
+			if !strings.Contains(","+m.mountOpts+",", ","+opt+",") {
+				t.Errorf("secret volume %s: mount options %q lack %s", name, m.mountOpts, opt)
+			}
 		}
 	}
 	if got := read(t, filepath.Join(paths["db"], "password")); got != "s3cret" {
