@@ -196,8 +196,10 @@ func etcdTLS(c ClientConfig) (*tls.Config, error) {
 	return tc, nil
 }
 
-// ensureWritableDir creates dir (0700) and proves it writable, so a read-only or
-// foreign-owned data dir fails at start with a message naming it.
+// CheckWritableDir creates dir (0700) if needed and proves it writable, so a
+// read-only or foreign-owned data dir fails at start with a message naming it.
+func CheckWritableDir(dir string) error { return ensureWritableDir(dir) }
+
 func ensureWritableDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"gantry.io/gantry/controlplane"
+	"gantry.io/gantry/store"
+)
+
+func init() { register(newServerCmd) }
+
+// serverFlags configure the control plane, for `gantry server` and `gantry up`.
+type serverFlags struct {
+	dataDir       string
+	listen        string
+	sans          []string
+	etcdEndpoints []string
+	etcdCA        string
+	etcdCert      string
+	etcdKey       string
+	cidrV4        string
+	cidrV6        string
+	maskV4        int
+	maskV6        int
+	grace         time.Duration
+	clientConfig  string
+}
+
+func (f *serverFlags) add(cmd *cobra.Command, defaultDataDir, defaultListen string) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataDir, "data-dir", defaultDataDir, "state: CA, tokens, client config, embedded etcd")
+	fl.StringVar(&f.listen, "listen", defaultListen, "HTTPS listen address of the API")
+	fl.StringSliceVar(&f.sans, "san", nil, "extra subject alternative names (IPs, DNS names) of the server certificate")
+	fl.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", nil, "external etcd cluster (default: an embedded etcd in DATA-DIR/etcd)")
+	fl.StringVar(&f.etcdCA, "etcd-cafile", "", "CA of the external etcd's certificates")
+	fl.StringVar(&f.etcdCert, "etcd-certfile", "", "client certificate for the external etcd")
+	fl.StringVar(&f.etcdKey, "etcd-keyfile", "", "client key for the external etcd")
+	fl.StringVar(&f.cidrV4, "cluster-cidr-v4", controlplane.DefaultClusterCIDRv4, "IPv4 range node pod CIDRs are cut from (\"\" for none)")
+	fl.StringVar(&f.cidrV6, "cluster-cidr-v6", controlplane.DefaultClusterCIDRv6, "IPv6 range node pod CIDRs are cut from (\"\" for none)")
+	fl.IntVar(&f.maskV4, "node-cidr-mask-v4", controlplane.DefaultNodeMaskV4, "prefix length of a node's IPv4 pod CIDR")
+	fl.IntVar(&f.maskV6, "node-cidr-mask-v6", controlplane.DefaultNodeMaskV6, "prefix length of a node's IPv6 pod CIDR")
+	fl.DurationVar(&f.grace, "node-grace-period", controlplane.DefaultNodeGracePeriod, "missing heartbeats for this long make a node NotReady")
+	fl.StringVar(&f.clientConfig, "client-config", "", "where to write the admin client config (default $GANTRY_CONFIG or ~/.config/gantry/config)")
+}
+
+// controlPlane is a running store and API server; Close stops both.
+type controlPlane struct {
+	etcd   *store.Embedded
+	cli    *clientv3.Client
+	server *controlplane.Server
+}
+
+func (cp *controlPlane) Close() {
+	if cp.server != nil {
+		cp.server.Close()
+	}
+	if cp.cli != nil {
+		cp.cli.Close()
+	}
+	if cp.etcd != nil {
+		cp.etcd.Close()
+	}
+}
+
+// startControlPlane starts the embedded etcd (unless external endpoints are given)
+// and the API server. On error everything started is stopped.
+func startControlPlane(ctx context.Context, f serverFlags, logger *slog.Logger) (*controlPlane, error) {
+	cp := &controlPlane{}
+	ok := false
+	defer func() {
+		if !ok {
+			cp.Close()
+		}
+	}()
+	if err := ensureDataDir(f.dataDir); err != nil {
+		return nil, err
+	}
+	var err error
+	if len(f.etcdEndpoints) == 0 {
+		cp.etcd = store.NewEmbedded(filepath.Join(f.dataDir, "etcd"), store.WithClientURL("unix://"+filepath.Join(f.dataDir, "etcd.sock")))
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = cp.etcd.Start(sctx)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		cp.cli, err = cp.etcd.Client()
+	} else {
+		cp.cli, err = store.Connect(ctx, store.ClientConfig{Endpoints: f.etcdEndpoints, CAFile: f.etcdCA, CertFile: f.etcdCert, KeyFile: f.etcdKey})
+	}
+	if err != nil {
+		return nil, err
+	}
+	opts := []controlplane.Option{
+		controlplane.WithDataDir(f.dataDir),
+		controlplane.WithListen(f.listen),
+		controlplane.WithSANs(f.sans...),
+		controlplane.WithClusterCIDRs(f.cidrV4, f.maskV4, f.cidrV6, f.maskV6),
+		controlplane.WithNodeGracePeriod(f.grace),
+		controlplane.WithLogger(logger),
+	}
+	if f.clientConfig != "" {
+		opts = append(opts, controlplane.WithClientConfigPath(f.clientConfig))
+	}
+	cp.server = controlplane.New(store.New(cp.cli), opts...)
+	if err := cp.server.Start(ctx); err != nil {
+		return nil, err
+	}
+	ok = true
+	return cp, nil
+}
+
+// ensureDataDir fails early, naming the directory, when it cannot be created or
+// written.
+func ensureDataDir(dir string) error {
+	if dir == "" {
+		return fmt.Errorf("--data-dir is empty")
+	}
+	return store.CheckWritableDir(dir)
+}
+
+func printServerInfo(w io.Writer, s *controlplane.Server) {
+	fmt.Fprintf(w, "gantry: API on %s\n", s.URL())
+	fmt.Fprintf(w, "gantry: client config written to %s (the CLI reads it; set GANTRY_CONFIG to use another)\n", s.ClientConfigPath())
+	host := strings.TrimPrefix(s.URL(), "https://")
+	fmt.Fprintf(w, "gantry: join a node with:\n  gantry agent --server https://%s --join-token %s\n", host, s.JoinToken())
+}
+
+func newServerCmd() *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the control plane (API, store, node lifecycle) without a local agent",
+		Long: `server runs gantry's control plane: the HTTPS API with its own CA (made at first
+start under --data-dir), the store on an embedded etcd or, with --etcd-endpoints, an
+external etcd cluster (several servers on one etcd elect a leader for the node
+lifecycle), and agent join. At start it prints the API address, the client config path
+and the command that joins a node. SIGTERM or SIGINT stops it; agents keep their
+pods running and reconnect when it is back.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signalContext()
+			defer stop()
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			cp, err := startControlPlane(ctx, f, logger)
+			if err != nil {
+				return err
+			}
+			defer cp.Close()
+			printServerInfo(cmd.ErrOrStderr(), cp.server)
+			<-ctx.Done()
+			fmt.Fprintln(cmd.ErrOrStderr(), "gantry: stopping the server")
+			return nil
+		},
+	}
+	f.add(cmd, "/var/lib/gantry", controlplane.DefaultListen)
+	return cmd
+}
