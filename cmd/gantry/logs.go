@@ -18,10 +18,10 @@ func init() { register(newLogsCmd) }
 
 func newLogsCmd() *cobra.Command {
 	var (
-		cf                 clientFlags
-		ns, container      string
-		follow, previous   bool
-		tail               int64
+		cf               clientFlags
+		ns, container    string
+		follow, previous bool
+		tail             int64
 	)
 	cmd := &cobra.Command{
 		Use:   "logs POD",
