@@ -107,5 +107,8 @@ func removeCgroups(uid string) {
 			}
 		}
 		_ = os.Remove(dir)
+		// The shared parent goes once empty; rmdir of a non-empty cgroup fails harmlessly.
+		_ = os.Remove(filepath.Join(cgroupRoot, d.Name(), "gantry"))
 	}
+	_ = os.Remove(filepath.Join(cgroupRoot, "gantry"))
 }

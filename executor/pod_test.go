@@ -47,3 +47,27 @@ func TestTwoContainerPod(t *testing.T) {
 		t.Errorf("pod without readiness probes is not Ready: %+v", st.Conditions)
 	}
 }
+
+// TestSpecChangeReplacesPod: a pod whose spec changes (same UID) is replaced: the old
+// containers stop and the new spec runs.
+func TestSpecChangeReplacesPod(t *testing.T) {
+	en := newEnv(t)
+	pod := newPod("change", echo("web"))
+	en.e.Sync([]executor.Pod{{Pod: pod}})
+	st := en.waitStatus(pod.UID, 60*time.Second, "v1 running", running)
+	if body := waitHTTP(t, podURL(st.PodIP, 8080, "/")); !strings.Contains(body, "version=v1") {
+		t.Fatalf("GET / = %q, want v1", body)
+	}
+	changed := pod.DeepCopy()
+	changed.Spec.Containers[0].Image = "gantry.test/echo:v2"
+	en.e.Sync([]executor.Pod{{Pod: changed}})
+	st2 := en.waitStatus(pod.UID, 60*time.Second, "v2 running", func(s corev1.PodStatus) bool {
+		return running(s) && containerStatus(s, "web").Image == "gantry.test/echo:v2"
+	})
+	if body := waitHTTP(t, podURL(st2.PodIP, 8080, "/")); !strings.Contains(body, "version=v2") {
+		t.Errorf("GET / after the change = %q, want v2", body)
+	}
+	if pids := en.taskPIDs(); len(pids) != 1 {
+		t.Errorf("tasks after replacement = %v, want only the new one", pids)
+	}
+}

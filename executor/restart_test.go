@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"gantry.io/gantry/executor"
+	"gantry.io/gantry/executor/backoff"
 )
 
 func httpProbe(path string, period int32) *corev1.Probe {
@@ -75,7 +76,8 @@ func TestReadinessFlips(t *testing.T) {
 // TestCrashLoopBackOff: a container that keeps failing is restarted with a growing
 // back-off and shows CrashLoopBackOff while it waits; with OnFailure a success ends it.
 func TestCrashLoopBackOff(t *testing.T) {
-	en := newEnv(t)
+	// Waits long enough to be seen even on a loaded machine: 0, 1 s, 2 s, ….
+	en := newEnv(t, executor.WithBackoff(backoff.Policy{Initial: time.Second, Max: 8 * time.Second, ResetAfter: time.Minute}))
 	c := batch("crash", "--exit", "3")
 	pod := newPod("crash", c)
 	en.e.Sync([]executor.Pod{{Pod: pod}})
@@ -91,7 +93,7 @@ func TestCrashLoopBackOff(t *testing.T) {
 	if last == nil || last.ExitCode != 3 || last.Reason != executor.ReasonError {
 		t.Errorf("last termination = %+v, want Error exit 3", last)
 	}
-	// The back-off grows: the CrashLoopBackOff messages name 200ms, then 400ms, ….
+	// The back-off grows: the CrashLoopBackOff messages name 1s, then 2s, ….
 	var waits []time.Duration
 	en.mu.Lock()
 	for _, tu := range en.updates {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +49,8 @@ spec:
     image: gantry.test/batch:v1
     command: ["/bin/sh", "-c", "while true; do wget -q -O /dev/null http://127.0.0.1:8080/ && echo sidecar-ok; sleep 1; done"]
 `
+
+var metricsURL = regexp.MustCompile(`metrics on (http://127\.0\.0\.1:[0-9]+/metrics)`)
 
 // agentProc is one `gantry agent` process.
 type agentProc struct {
@@ -240,8 +243,12 @@ func TestAgentPodManifests(t *testing.T) {
 			return err == nil && strings.Contains(b, "hostname=web")
 		}, func() string { return body + "\n" + agent.log() })
 	}
-	if !strings.Contains(agent.log(), "metrics on http://127.0.0.1:") {
+	// /metrics serves the sampled container metrics (the first sweep runs at start,
+	// the pod's containers appear after the next, so only the Go runtime is certain).
+	if m := metricsURL.FindStringSubmatch(agent.log()); m == nil {
 		t.Errorf("agent did not announce its metrics endpoint:\n%s", agent.log())
+	} else if body, err := get(m[1]); err != nil || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("GET %s: %v\n%.300s", m[1], err, body)
 	}
 
 	before := taskPIDs(t, cd.Address())
