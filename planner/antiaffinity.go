@@ -41,6 +41,11 @@ type antiIndex struct {
 	terms  []antiTerm
 	ids    map[string]int32
 	cache  map[[2]int32]bool
+	// byPair indexes terms by one label pair their selector requires; terms
+	// without such a pair are in unindexed. selecting uses it to find the few
+	// terms that may select a label set.
+	byPair    map[string][]int32
+	unindexed []int32
 }
 
 type antiTerm struct {
@@ -83,11 +88,51 @@ func (a *antiIndex) termsOf(ns string, spec *corev1.PodSpec) []int32 {
 			id = int32(len(a.terms))
 			a.ids[key] = id
 			a.terms = append(a.terms, antiTerm{ownerNS: ns, namespaces: t.Namespaces, allNS: allNS, sel: sel})
+			a.index(id, t.LabelSelector)
 		}
 		out = append(out, id)
 		a.active = true
 	}
 	return out
+}
+
+func (a *antiIndex) index(id int32, ls *metav1.LabelSelector) {
+	if a.byPair == nil {
+		a.byPair = map[string][]int32{}
+	}
+	for k, v := range ls.MatchLabels {
+		key := k + "\x00" + v
+		a.byPair[key] = append(a.byPair[key], id)
+		return
+	}
+	for _, e := range ls.MatchExpressions {
+		if e.Operator == metav1.LabelSelectorOpIn && len(e.Values) == 1 {
+			key := e.Key + "\x00" + e.Values[0]
+			a.byPair[key] = append(a.byPair[key], id)
+			return
+		}
+	}
+	a.unindexed = append(a.unindexed, id)
+}
+
+// selected reports whether any registered term selects the label set.
+func (a *antiIndex) selected(set int32) bool {
+	if !a.active {
+		return false
+	}
+	for _, id := range a.unindexed {
+		if a.matches(id, set) {
+			return true
+		}
+	}
+	for k, v := range a.sets.sets[set].labels {
+		for _, id := range a.byPair[k+"\x00"+v] {
+			if a.matches(id, set) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (a *antiIndex) matches(term, set int32) bool {

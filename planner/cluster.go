@@ -75,10 +75,12 @@ type nodeHot struct {
 	starts                     int32
 	freeCPU, freeMem, freePods int64
 	allocCPU, allocMem         int64
-	// plain: Ready, schedulable, no NoSchedule/NoExecute taint and no pod with
-	// anti-affinity terms; for a plain candidate only resources and the start
-	// cap then decide.
+	// plain: Ready, schedulable, no NoSchedule/NoExecute taint; for a plain
+	// candidate only resources and the start cap then decide, unless the node
+	// runs pods with anti-affinity terms (anti) and some term selects the
+	// candidate.
 	plain bool
+	anti  bool
 	node  *nodeInfo
 }
 
@@ -86,7 +88,8 @@ func (c *cluster) syncHot(n *nodeInfo) {
 	h := &c.hot[n.idx]
 	h.freeCPU, h.freeMem, h.freePods = n.freeCPU(), n.freeMem(), n.freePods()
 	h.starts = int32(n.starts)
-	h.plain = n.ready && !n.unschedulable && len(n.taints) == 0 && len(n.antiTerms) == 0
+	h.plain = n.ready && !n.unschedulable && len(n.taints) == 0
+	h.anti = len(n.antiTerms) > 0
 }
 
 // topology gives every node the id of its domain for one topology key (-1 when

@@ -102,10 +102,13 @@ type candidate struct {
 	// plain: no node selector or required affinity, host ports, anti-affinity or
 	// hard spread; on a plain node only resources and the start cap decide.
 	plain bool
+	// selected: some pod's anti-affinity term may select this candidate.
+	selected bool
 	// namePrefix and shared are what every pod of the candidate has in common.
 	namePrefix string
 	shared     *corev1.Pod
 	podBuf     []corev1.Pod
+	recBuf     []podRec
 }
 
 // startCapFilter enforces Config.MaxStartsPerNodePerRound. It runs last, so a node
@@ -172,7 +175,7 @@ func (c *cluster) selectNode(p *pipeline, cd *candidate) (best *nodeInfo, bestSc
 	for examined < n && feasible < c.limit {
 		h := &c.hot[c.order[(c.cursor+examined)%n]]
 		examined++
-		if cd.plain && h.plain {
+		if cd.plain && h.plain && (!h.anti || !cd.selected) {
 			// The fast path: the same decision as the full pipeline for a plain
 			// candidate on a plain node, without touching the node's full record.
 			if cd.mem > h.freeMem || cd.cpu > h.freeCPU || h.freePods < 1 || (capLimit > 0 && h.starts >= capLimit) {
@@ -196,23 +199,24 @@ func (c *cluster) selectNode(p *pipeline, cd *candidate) (best *nodeInfo, bestSc
 	return best, bestScore, feasible
 }
 
-// explainScore renders the chosen node's score by component.
+// explainScore renders the chosen node's score by component, e.g.
+// "score 218 (binpack 18, spread 100), best of 3 feasible".
 func (p *pipeline) explainScore(cd *candidate, h *nodeHot, total int64, feasible int) string {
-	var b strings.Builder
-	b.WriteString("score ")
-	b.WriteString(strconv.FormatInt(total, 10))
-	b.WriteString(" (binpack ")
-	b.WriteString(strconv.FormatInt(p.scorers[0].score(cd, h), 10))
-	b.WriteString(", spread ")
-	b.WriteString(strconv.FormatInt(p.scorers[1].score(cd, h), 10))
+	b := make([]byte, 0, 96)
+	b = append(b, "score "...)
+	b = strconv.AppendInt(b, total, 10)
+	b = append(b, " (binpack "...)
+	b = strconv.AppendInt(b, p.scorers[0].score(cd, h), 10)
+	b = append(b, ", spread "...)
+	b = strconv.AppendInt(b, p.scorers[1].score(cd, h), 10)
 	if cd.preferredTotal > 0 {
-		b.WriteString(", affinity ")
-		b.WriteString(strconv.FormatInt(p.scorers[2].score(cd, h), 10))
+		b = append(b, ", affinity "...)
+		b = strconv.AppendInt(b, p.scorers[2].score(cd, h), 10)
 	}
-	b.WriteString("), best of ")
-	b.WriteString(strconv.Itoa(feasible))
-	b.WriteString(" feasible")
-	return b.String()
+	b = append(b, "), best of "...)
+	b = strconv.AppendInt(b, int64(feasible), 10)
+	b = append(b, " feasible"...)
+	return string(b)
 }
 
 // reasonGroup aggregates the rejections that share a key.

@@ -73,6 +73,7 @@ func (c *cluster) newCandidate(a *app) *candidate {
 	cd.antiTerms = c.anti.termsOf(a.ns, spec)
 	if c.anti.active {
 		cd.labelSet = c.sets.id(a.ns, podLabels(a, a.target))
+		cd.selected = c.anti.selected(cd.labelSet)
 	}
 	c.newSpreadTrackers(cd, spec)
 	hard := false
@@ -89,7 +90,12 @@ func (c *cluster) bind(p *pipeline, cd *candidate, n *nodeInfo, score int64, fea
 	a := cd.app
 	reason := p.explainScore(cd, &c.hot[n.idx], score, feasible)
 	pod := c.newPod(cd, n.name)
-	r := &podRec{pod: pod, ns: a.ns, name: pod.Name, app: a, rev: cd.rev.Hash, nodeName: n.name,
+	if len(cd.recBuf) == 0 {
+		cd.recBuf = make([]podRec, min(max(a.create, 1), 64))
+	}
+	r := &cd.recBuf[0]
+	cd.recBuf = cd.recBuf[1:]
+	*r = podRec{pod: pod, ns: a.ns, name: pod.Name, app: a, rev: cd.rev.Hash, nodeName: n.name,
 		cpu: cd.cpu, mem: cd.mem, prio: cd.prio, labelSet: cd.labelSet, antiTerms: cd.antiTerms,
 		ports: cd.ports, planned: true}
 	n.starts++
