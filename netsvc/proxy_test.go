@@ -1,0 +1,359 @@
+package netsvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"gantry.io/gantry/api"
+)
+
+func newTestProxy(t *testing.T, nsPath string) *Proxy {
+	t.Helper()
+	p, err := NewProxy(WithNetNS(nsPath))
+	if err != nil {
+		t.Fatalf("NewProxy: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// kernelView reads the table back through netlink: chain name → rule count, and
+// each map's elements as "key bytes → goto chain".
+type kernelView struct {
+	chains map[string]int
+	elems  map[string]map[string]string
+	handle map[string][]uint64 // rule handles per chain
+}
+
+func readTable(t *testing.T, nsPath, table string) (*kernelView, bool) {
+	t.Helper()
+	f, err := os.Open(nsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := &nftables.Conn{NetNS: int(f.Fd())}
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatalf("list tables: %v", err)
+	}
+	found := false
+	for _, tb := range tables {
+		found = found || tb.Name == table
+	}
+	if !found {
+		return nil, false
+	}
+	tb := &nftables.Table{Family: nftables.TableFamilyINet, Name: table}
+	v := &kernelView{chains: map[string]int{}, elems: map[string]map[string]string{}, handle: map[string][]uint64{}}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatalf("list chains: %v", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name != table {
+			continue
+		}
+		rules, err := c.GetRules(tb, ch)
+		if err != nil {
+			t.Fatalf("rules of %s: %v", ch.Name, err)
+		}
+		v.chains[ch.Name] = len(rules)
+		for _, r := range rules {
+			v.handle[ch.Name] = append(v.handle[ch.Name], r.Handle)
+		}
+	}
+	sets, err := c.GetSets(tb)
+	if err != nil {
+		t.Fatalf("sets: %v", err)
+	}
+	for _, s := range sets {
+		if s.Anonymous || !s.IsMap {
+			continue
+		}
+		els, err := c.GetSetElements(s)
+		if err != nil {
+			t.Fatalf("elements of %s: %v", s.Name, err)
+		}
+		m := map[string]string{}
+		for _, e := range els {
+			m[fmt.Sprintf("%x", e.Key)] = verdictChain(t, e)
+		}
+		v.elems[s.Name] = m
+	}
+	return v, true
+}
+
+// verdictChain decodes a vmap element's goto target: the library leaves the
+// nested NFTA_VERDICT_* attributes in Val.
+func verdictChain(t *testing.T, e nftables.SetElement) string {
+	if e.VerdictData != nil {
+		return e.VerdictData.Chain
+	}
+	ad, err := netlink.NewAttributeDecoder(e.Val)
+	if err != nil {
+		t.Fatalf("element data: %v", err)
+	}
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_VERDICT_CHAIN {
+			return ad.String()
+		}
+	}
+	return ""
+}
+
+// modelView is what readTable must find for st.
+func modelView(st State) *kernelView {
+	rs := buildRuleset(st)
+	v := &kernelView{chains: map[string]int{}, elems: map[string]map[string]string{}}
+	for name, c := range rs.chains {
+		v.chains[name] = len(c.rules)
+	}
+	for name, m := range rs.maps {
+		els := map[string]string{}
+		for _, e := range mapElements(m, sortedKeys(m.elems)) {
+			els[fmt.Sprintf("%x", e.Key)] = e.VerdictData.Chain
+		}
+		v.elems[name] = els
+	}
+	return v
+}
+
+func TestSyncReadBack(t *testing.T) {
+	_, ns := newNetNS(t, "rb")
+	p := newTestProxy(t, ns)
+	st := sampleState()
+	if err := p.Sync(context.Background(), st); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if !p.Stats().Full {
+		t.Errorf("first Sync was not a full replace: %+v", p.Stats())
+	}
+	got, ok := readTable(t, ns, DefaultTableName)
+	if !ok {
+		t.Fatal("table gantry not found after Sync")
+	}
+	want := modelView(st)
+	if diff := cmp.Diff(want.chains, got.chains); diff != "" {
+		t.Errorf("chains and rule counts (-model +kernel):\n%s", diff)
+	}
+	if diff := cmp.Diff(want.elems, got.elems); diff != "" {
+		t.Errorf("map elements (-model +kernel):\n%s", diff)
+	}
+	if len(got.elems[mapServiceIPs4]) != 5 || len(got.elems[mapServiceIPs6]) != 1 {
+		t.Errorf("service-ips has %d elements, service-ips6 %d; want 5 and 1", len(got.elems[mapServiceIPs4]), len(got.elems[mapServiceIPs6]))
+	}
+
+	// A second Sync of the same state sends nothing.
+	if err := p.Sync(context.Background(), st); err != nil {
+		t.Fatalf("second Sync: %v", err)
+	}
+	if s := p.Stats(); s.Full || s.Messages != 0 {
+		t.Errorf("unchanged Sync sent %d messages (full=%v), want 0", s.Messages, s.Full)
+	}
+}
+
+func TestSyncIncremental(t *testing.T) {
+	_, ns := newNetNS(t, "inc")
+	p := newTestProxy(t, ns)
+	st := sampleState()
+	if err := p.Sync(context.Background(), st); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	before, _ := readTable(t, ns, DefaultTableName)
+
+	// web-b (10.244.0.6) goes unready, a new endpoint .7 becomes ready, and the
+	// empty service gets its first endpoint.
+	next := sampleState()
+	web := next.Endpoints[ServiceKey{"default", "web"}]
+	web[2].Ready = false
+	web[4].Ready = true
+	next.Endpoints[ServiceKey{"default", "empty"}] = []Endpoint{{IP: addr("10.244.0.30"), Ports: map[string]int32{"": 80}, Ready: true}}
+	if err := p.Sync(context.Background(), next); err != nil {
+		t.Fatalf("incremental Sync: %v", err)
+	}
+	s := p.Stats()
+	// added: ep .7, ep .30; changed: svc web v4, svc empty; deleted: ep .6
+	want := SyncStats{Messages: s.Messages, ChainsAdded: 2, ChainsChanged: 2, ChainsDeleted: 1}
+	if diff := cmp.Diff(want, s); diff != "" {
+		t.Errorf("stats (-want +got):\n%s", diff)
+	}
+	after, _ := readTable(t, ns, DefaultTableName)
+	if diff := cmp.Diff(modelView(next).chains, after.chains); diff != "" {
+		t.Errorf("chains after update (-model +kernel):\n%s", diff)
+	}
+	if diff := cmp.Diff(modelView(next).elems, after.elems); diff != "" {
+		t.Errorf("elements after update (-model +kernel):\n%s", diff)
+	}
+	// Untouched chains keep their rules (same handles): they were not rewritten.
+	for _, name := range []string{"svc/default/web/tcp/80/v6", "ep/default/web/tcp/80/10.244.0.5:8080", "svc/default/sticky/tcp/8080/v4", "services"} {
+		if !cmp.Equal(before.handle[name], after.handle[name]) {
+			t.Errorf("chain %s was rewritten: handles %v → %v", name, before.handle[name], after.handle[name])
+		}
+	}
+	if cmp.Equal(before.handle["svc/default/web/tcp/80/v4"], after.handle["svc/default/web/tcp/80/v4"]) {
+		t.Errorf("changed chain svc/default/web/tcp/80/v4 kept its old rules")
+	}
+
+	// Removing every service deletes their chains, sets and elements.
+	if err := p.Sync(context.Background(), State{}); err != nil {
+		t.Fatalf("Sync to empty: %v", err)
+	}
+	empty, _ := readTable(t, ns, DefaultTableName)
+	if diff := cmp.Diff(modelView(State{}).chains, empty.chains); diff != "" {
+		t.Errorf("chains after removing all services (-model +kernel):\n%s", diff)
+	}
+}
+
+func TestCloseRemovesTableDetachKeepsIt(t *testing.T) {
+	_, ns := newNetNS(t, "cl")
+	p, err := NewProxy(WithNetNS(ns), WithTableName("gantry-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Sync(context.Background(), sampleState()); err != nil {
+		t.Fatal(err)
+	}
+	p.Detach()
+	if _, ok := readTable(t, ns, "gantry-test"); !ok {
+		t.Fatal("Detach removed the table; rules must stay while the agent is away")
+	}
+	// A restarted agent replaces the table, dropping what it no longer wants.
+	p2 := newTestProxy(t, ns)
+	p2.table = "gantry-test"
+	st := State{Services: sampleState().Services[:1], Endpoints: sampleState().Endpoints}
+	if err := p2.Sync(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := readTable(t, ns, "gantry-test")
+	if _, stale := got.chains["svc/default/empty/tcp/80/v4"]; stale {
+		t.Error("stale chain of a removed service survived the restart reconcile")
+	}
+	if diff := cmp.Diff(modelView(st).chains, got.chains); diff != "" {
+		t.Errorf("chains after reconcile (-model +kernel):\n%s", diff)
+	}
+	if err := p2.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, ok := readTable(t, ns, "gantry-test"); ok {
+		t.Error("table still present after Close")
+	}
+	if err := p2.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := p2.Sync(context.Background(), st); !errors.Is(err, api.ErrFailedPrecondition) {
+		t.Errorf("Sync after Close = %v, want ErrFailedPrecondition", err)
+	}
+}
+
+func TestNewProxyBadNetNS(t *testing.T) {
+	if _, err := NewProxy(WithNetNS("/nonexistent/netns")); err == nil || !strings.Contains(err.Error(), "/nonexistent/netns") {
+		t.Fatalf("NewProxy on a missing namespace = %v, want an error naming it", err)
+	}
+}
+
+// TestVIPTraffic sends real TCP connections through the rules: a client namespace
+// joined by a veth pair to a backend namespace running an HTTP server.
+func TestVIPTraffic(t *testing.T) {
+	client, clientNS := newNetNS(t, "c")
+	backend, backendNS := newNetNS(t, "b")
+	veth := fmt.Sprintf("gtnsv%d", nsSeq.Add(1))
+	sh(t, "ip", "link", "add", veth, "netns", client, "type", "veth", "peer", "name", "eth0", "netns", backend)
+	sh(t, "ip", "-n", client, "addr", "add", "10.250.0.1/24", "dev", veth)
+	sh(t, "ip", "-n", client, "addr", "add", "fd00:250::1/64", "dev", veth, "nodad")
+	sh(t, "ip", "-n", backend, "addr", "add", "10.250.0.2/24", "dev", "eth0")
+	sh(t, "ip", "-n", backend, "addr", "add", "fd00:250::2/64", "dev", "eth0", "nodad")
+	sh(t, "ip", "-n", client, "link", "set", veth, "up")
+	sh(t, "ip", "-n", backend, "link", "set", "eth0", "up")
+	sh(t, "ip", "-n", client, "route", "add", "default", "via", "10.250.0.2")
+	sh(t, "ip", "-n", client, "-6", "route", "add", "default", "via", "fd00:250::2")
+
+	var ln net.Listener
+	if err := inNetNS(backendNS, func() (err error) { ln, err = net.Listen("tcp", "[::]:8080"); return err }); err != nil {
+		t.Fatalf("backend listen: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "backend saw %s", r.RemoteAddr)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	st := State{
+		Services: []Service{
+			{Namespace: "default", Name: "web", ClusterIPs: []netip.Addr{addr("10.96.0.10"), addr("fd00:10:96::a")},
+				Ports: []ServicePort{{Name: "http", Port: 80, NodePort: 30080, TargetPort: intstr.FromString("http")}}},
+			{Namespace: "default", Name: "empty", ClusterIPs: []netip.Addr{addr("10.96.0.11"), addr("fd00:10:96::b")},
+				Ports: []ServicePort{{Port: 80}}},
+		},
+		Endpoints: map[ServiceKey][]Endpoint{{"default", "web"}: {
+			{IP: addr("10.250.0.2"), Ports: map[string]int32{"http": 8080}, Ready: true},
+			{IP: addr("fd00:250::2"), Ports: map[string]int32{"http": 8080}, Ready: true},
+		}},
+	}
+	p := newTestProxy(t, clientNS)
+	if err := p.Sync(context.Background(), st); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+
+	get := func(target string) (string, error) {
+		var body string
+		err := inNetNS(clientNS, func() error {
+			conn, err := net.DialTimeout("tcp", target, 5*time.Second)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+			b, err := io.ReadAll(conn)
+			body = string(b)
+			return err
+		})
+		return body, err
+	}
+	for _, tc := range []struct{ target, wantFrom string }{
+		{"10.96.0.10:80", "10.250.0.1:"},
+		{"[fd00:10:96::a]:80", "[fd00:250::1]:"},
+		{"10.250.0.1:30080", "backend saw 10.250.0.1:"}, // NodePort on the node's own address
+	} {
+		body, err := get(tc.target)
+		if err != nil {
+			t.Errorf("connect %s: %v", tc.target, err)
+			continue
+		}
+		if !strings.Contains(body, "backend saw") || !strings.Contains(body, tc.wantFrom) {
+			t.Errorf("through %s got %q, want the backend's answer seeing %s", tc.target, body, tc.wantFrom)
+		}
+	}
+	for _, target := range []string{"10.96.0.11:80", "[fd00:10:96::b]:80"} {
+		_, err := get(target)
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("connect to %s (no endpoints) = %v, want ECONNREFUSED", target, err)
+		}
+	}
+
+	// The endpoint goes away: the VIP now refuses at once.
+	st.Endpoints = nil
+	if err := p.Sync(context.Background(), st); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	if _, err := get("10.96.0.10:80"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("connect after the endpoint left = %v, want ECONNREFUSED", err)
+	}
+}

@@ -1,0 +1,67 @@
+package netsvc
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./netsvc -run %s -update)", err, t.Name())
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s differs from the golden file (-want +got):\n%s", path, diff)
+	}
+}
+
+func TestRenderGolden(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		st   State
+	}{
+		{"empty", State{}},
+		{"sample", sampleState()},
+	} {
+		t.Run(tc.name, func(t *testing.T) { golden(t, "ruleset-"+tc.name, Render(tc.st)) })
+	}
+}
+
+func TestRenderShapes(t *testing.T) {
+	out := Render(sampleState())
+	for _, want := range []string{
+		// random balancing over the two ready v4 endpoints, not the unready or terminating ones
+		`numgen random mod 2 vmap { 0 : goto "ep/default/web/tcp/80/10.244.0.5:8080", 1 : goto "ep/default/web/tcp/80/10.244.0.6:8080" }`,
+		`dnat ip6 to [fd00:244::5]:8080`,
+		`10.96.0.12 . tcp . 80 : goto "svc/default/empty/tcp/80/v4"`,
+		`reject with tcp reset`,
+		`tcp . 30080 : goto "ext/default/web/tcp/80/v4"`,
+		`ip saddr 10.244.0.5 meta mark set meta mark | 0x00004000`,
+		`update @"aff/default/sticky/tcp/8080/10.244.0.9:8080" { ip saddr timeout 10m }`,
+		`udp . 53 : goto "svc/kube-system/dns/udp/53/v4"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rendered rule set lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"10.244.0.7", "10.244.0.8", "db", "5432"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("rendered rule set mentions %q (unready, terminating or headless)", bad)
+		}
+	}
+}

@@ -1,0 +1,315 @@
+package netsvc
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Names of the fixed objects of the gantry table.
+const (
+	mapServiceIPs4 = "service-ips"
+	mapServiceIPs6 = "service-ips6"
+	mapNodePorts4  = "service-nodeports"
+	mapNodePorts6  = "service-nodeports6"
+	chainServices  = "services"
+	chainNodePorts = "nodeports"
+
+	// masqMark is the packet mark bit set on connections that must be
+	// masqueraded (hairpin and NodePort traffic).
+	masqMark = 0x4000
+)
+
+// ruleset is the whole desired content of the table, computed purely from a State.
+// Both Render and the netlink programming read it, so the text and the kernel's
+// rules cannot drift apart.
+type ruleset struct {
+	chains map[string]*chainSpec
+	maps   map[string]*mapSpec
+	sets   map[string]*affinitySet
+}
+
+type hookSpec struct {
+	hook     string // prerouting, output, postrouting
+	priority int32
+}
+
+type chainSpec struct {
+	name  string
+	base  *hookSpec
+	rules []rule
+}
+
+// fingerprint identifies the chain's content: a chain is rewritten when it changes.
+func (c *chainSpec) fingerprint() string {
+	var b strings.Builder
+	if c.base != nil {
+		fmt.Fprintf(&b, "%s/%d|", c.base.hook, c.base.priority)
+	}
+	for _, r := range c.rules {
+		b.WriteString(r.text())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+type mapSpec struct {
+	name     string
+	v6       bool // key starts with an IPv6 address (service-ips6)
+	nodePort bool // key is proto . port
+	elems    map[string]mapElem
+}
+
+type mapElem struct {
+	addr  netip.Addr // invalid for nodeport maps
+	proto string
+	port  uint16
+	chain string // goto target
+}
+
+func (e mapElem) keyText() string {
+	if e.addr.IsValid() {
+		return fmt.Sprintf("%s . %s . %d", e.addr, e.proto, e.port)
+	}
+	return fmt.Sprintf("%s . %d", e.proto, e.port)
+}
+
+type affinitySet struct {
+	name string
+	v6   bool
+}
+
+// buildRuleset computes the table for st. Services without VIPs (headless) get no
+// rules; endpoints that are not serving, or lack the port, are left out.
+func buildRuleset(st State) *ruleset {
+	rs := &ruleset{
+		chains: map[string]*chainSpec{},
+		maps: map[string]*mapSpec{
+			mapServiceIPs4: {name: mapServiceIPs4, elems: map[string]mapElem{}},
+			mapServiceIPs6: {name: mapServiceIPs6, v6: true, elems: map[string]mapElem{}},
+			mapNodePorts4:  {name: mapNodePorts4, nodePort: true, elems: map[string]mapElem{}},
+			mapNodePorts6:  {name: mapNodePorts6, v6: true, nodePort: true, elems: map[string]mapElem{}},
+		},
+		sets: map[string]*affinitySet{},
+	}
+	rs.add(&chainSpec{name: "prerouting", base: &hookSpec{"prerouting", -100}, rules: []rule{{jumpTo(chainServices)}}})
+	rs.add(&chainSpec{name: "output", base: &hookSpec{"output", -100}, rules: []rule{{jumpTo(chainServices)}}})
+	rs.add(&chainSpec{name: "postrouting", base: &hookSpec{"postrouting", 100}, rules: []rule{{markIsSet{masqMark}, masquerade{}}}})
+	rs.add(&chainSpec{name: chainServices, rules: []rule{
+		{nfproto{v6: false}, serviceVmap{v6: false, set: mapServiceIPs4}},
+		{nfproto{v6: true}, serviceVmap{v6: true, set: mapServiceIPs6}},
+		{fibLocal{}, jumpTo(chainNodePorts)},
+	}})
+	rs.add(&chainSpec{name: chainNodePorts, rules: []rule{
+		{nfproto{v6: false}, nodePortVmap{set: mapNodePorts4}},
+		{nfproto{v6: true}, nodePortVmap{set: mapNodePorts6}},
+	}})
+
+	for i := range st.Services {
+		svc := &st.Services[i]
+		if svc.Headless || len(svc.ClusterIPs) == 0 {
+			continue
+		}
+		eps := st.Endpoints[svc.Key()]
+		for _, sp := range svc.Ports {
+			if sp.Port <= 0 || sp.Port > 65535 {
+				continue // invalid input never reaches the kernel
+			}
+			for _, v6 := range []bool{false, true} {
+				var vips []netip.Addr
+				for _, ip := range svc.ClusterIPs {
+					if ip.Unmap().Is6() == v6 {
+						vips = append(vips, ip.Unmap())
+					}
+				}
+				if len(vips) == 0 {
+					continue
+				}
+				svcChain := rs.addServicePort(svc, &sp, v6, eps)
+				m4, m6 := rs.maps[mapServiceIPs4], rs.maps[mapServiceIPs6]
+				for _, vip := range vips {
+					e := mapElem{addr: vip, proto: sp.protocol(), port: uint16(sp.Port), chain: svcChain}
+					if v6 {
+						m6.elems[e.keyText()] = e
+					} else {
+						m4.elems[e.keyText()] = e
+					}
+				}
+				if sp.NodePort > 0 && sp.NodePort <= 65535 {
+					ext := "ext/" + strings.TrimPrefix(svcChain, "svc/")
+					rs.add(&chainSpec{name: ext, rules: []rule{{setMark{masqMark}}, {gotoChain(svcChain)}}})
+					e := mapElem{proto: sp.protocol(), port: uint16(sp.NodePort), chain: ext}
+					name := mapNodePorts4
+					if v6 {
+						name = mapNodePorts6
+					}
+					rs.maps[name].elems[e.keyText()] = e
+				}
+			}
+		}
+	}
+	return rs
+}
+
+func (rs *ruleset) add(c *chainSpec) { rs.chains[c.name] = c }
+
+// addServicePort adds the service chain of one port and family, and its endpoint
+// chains, and returns the service chain's name.
+func (rs *ruleset) addServicePort(svc *Service, sp *ServicePort, v6 bool, eps []Endpoint) string {
+	fam := "v4"
+	if v6 {
+		fam = "v6"
+	}
+	id := fmt.Sprintf("%s/%s/%s/%d", svc.Namespace, svc.Name, sp.protocol(), sp.Port)
+	svcChain := "svc/" + id + "/" + fam
+	affinity := svc.SessionAffinity == AffinityClientIP
+	timeout := svc.AffinityTimeout
+	if timeout <= 0 {
+		timeout = DefaultAffinityTimeout
+	}
+
+	type target struct {
+		ip   netip.Addr
+		port uint16
+	}
+	seen := map[target]bool{}
+	var targets []target
+	for _, ep := range eps {
+		ip := ep.IP.Unmap()
+		if !ep.Serving() || !ip.IsValid() || ip.Is6() != v6 {
+			continue
+		}
+		p, ok := ep.Ports[sp.Name]
+		if !ok || p <= 0 || p > 65535 {
+			continue
+		}
+		t := target{ip, uint16(p)}
+		if !seen[t] {
+			seen[t] = true
+			targets = append(targets, t)
+		}
+	}
+	sort.Slice(targets, func(i, j int) bool {
+		if c := targets[i].ip.Compare(targets[j].ip); c != 0 {
+			return c < 0
+		}
+		return targets[i].port < targets[j].port
+	})
+
+	sc := &chainSpec{name: svcChain}
+	if len(targets) == 0 {
+		// Refuse at once rather than let the SYN vanish: TCP gets a reset, the
+		// rest an ICMP port unreachable.
+		sc.rules = []rule{{l4proto{"tcp"}, rejectTCP{}}, {rejectICMP{}}}
+		rs.add(sc)
+		return svcChain
+	}
+	var epChains []string
+	for _, t := range targets {
+		epChain := "ep/" + id + "/" + netip.AddrPortFrom(t.ip, t.port).String()
+		epChains = append(epChains, epChain)
+		ec := &chainSpec{name: epChain}
+		if affinity {
+			set := "aff/" + strings.TrimPrefix(epChain, "ep/")
+			rs.sets[set] = &affinitySet{name: set, v6: v6}
+			ec.rules = append(ec.rules, rule{updateSaddr{set: set, v6: v6, timeout: timeout}})
+			sc.rules = append(sc.rules, rule{saddrInSet{set: set, v6: v6}, gotoChain(epChain)})
+		}
+		ec.rules = append(ec.rules,
+			rule{saddrIs{t.ip}, setMark{masqMark}}, // hairpin: the endpoint reaching itself
+			rule{l4proto{sp.protocol()}, dnatTo{t.ip, t.port}},
+		)
+		rs.add(ec)
+	}
+	if len(epChains) == 1 {
+		sc.rules = append(sc.rules, rule{gotoChain(epChains[0])})
+	} else {
+		sc.rules = append(sc.rules, rule{numgenVmap{chains: epChains}})
+	}
+	rs.add(sc)
+	return svcChain
+}
+
+// Render returns the rule set Sync programs for st, as nft-like text: sets and maps
+// first, then chains, each sorted by name. It is deterministic, so it serves as the
+// golden form of the rule set and as a readable dump for operators.
+func Render(st State) string { return renderRuleset(buildRuleset(st), "gantry") }
+
+func renderRuleset(rs *ruleset, table string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {\n", table)
+	for _, name := range sortedKeys(rs.maps) {
+		m := rs.maps[name]
+		keyType := "ipv4_addr . inet_proto . inet_service"
+		switch {
+		case m.nodePort:
+			keyType = "inet_proto . inet_service"
+		case m.v6:
+			keyType = "ipv6_addr . inet_proto . inet_service"
+		}
+		fmt.Fprintf(&b, "\tmap %s {\n\t\ttype %s : verdict\n", name, keyType)
+		if len(m.elems) > 0 {
+			b.WriteString("\t\telements = {\n")
+			for _, k := range sortedKeys(m.elems) {
+				fmt.Fprintf(&b, "\t\t\t%s : goto %s,\n", k, quote(m.elems[k].chain))
+			}
+			b.WriteString("\t\t}\n")
+		}
+		b.WriteString("\t}\n\n")
+	}
+	for _, name := range sortedKeys(rs.sets) {
+		s := rs.sets[name]
+		typ := "ipv4_addr"
+		if s.v6 {
+			typ = "ipv6_addr"
+		}
+		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n\t\tflags dynamic,timeout\n\t}\n\n", quote(name), typ)
+	}
+	names := sortedKeys(rs.chains)
+	for i, name := range names {
+		c := rs.chains[name]
+		fmt.Fprintf(&b, "\tchain %s {\n", quote(name))
+		if c.base != nil {
+			fmt.Fprintf(&b, "\t\ttype nat hook %s priority %d; policy accept;\n", c.base.hook, c.base.priority)
+		}
+		for _, r := range c.rules {
+			fmt.Fprintf(&b, "\t\t%s\n", r.text())
+		}
+		b.WriteString("\t}\n")
+		if i < len(names)-1 {
+			b.WriteByte('\n')
+		}
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func quote(name string) string {
+	if strings.ContainsAny(name, "/:.[]") {
+		return `"` + name + `"`
+	}
+	return name
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// durationText renders a timeout as nft does (3h, 10m, 90s).
+func durationText(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	default:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+}
