@@ -108,6 +108,12 @@ func TestEnvAndConfigFiles(t *testing.T) {
 	if got := strings.Fields(out.String()); len(got) != 2 || got[0] != "644" || got[1] != "400" {
 		t.Errorf("modes = %v, want configMap 644 and secret 400", got)
 	}
+	// Exec passes stdin through and returns the exit code.
+	var echoed strings.Builder
+	code, err = en.e.Exec(context.Background(), "default", "env", "web", []string{"/bin/sh", "-c", "cat; exit 7"}, strings.NewReader("from-stdin"), &echoed, &echoed)
+	if err != nil || code != 7 || echoed.String() != "from-stdin" {
+		t.Errorf("exec with stdin: code %d err %v out %q, want 7 and the input back", code, err, echoed.String())
+	}
 }
 
 // TestResourceLimitsInCgroup: cpu and memory requests/limits are visible in the
