@@ -150,6 +150,21 @@ func isNull(n *yaml.Node) bool {
 	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
+// isEmptyValue: null, {} or [].
+func isEmptyValue(n *yaml.Node) bool {
+	n = resolveAlias(n)
+	if n == nil {
+		return true
+	}
+	switch n.Kind {
+	case yaml.MappingNode, yaml.SequenceNode:
+		return len(n.Content) == 0
+	case yaml.ScalarNode:
+		return isNull(n)
+	}
+	return false
+}
+
 // describe names what a node holds, for "expected X, got Y" messages.
 func describe(n *yaml.Node) string {
 	switch n.Kind {
@@ -405,7 +420,11 @@ func (c *converter) object(n *yaml.Node, t reflect.Type, sup *supportNode, depth
 		case !known:
 			c.report(k, "unknown field %q%s", c.pathString(), c.hint)
 		case sup != nil && !sup.all && sup.children[name] == nil:
-			c.report(k, "%s: not supported by gantry", c.pathString())
+			// An unsupported field that sets nothing (kubectl's "creationTimestamp: null",
+			// "status: {}") is ignored rather than refused.
+			if !isEmptyValue(kv[1]) {
+				c.report(k, "%s: not supported by gantry", c.pathString())
+			}
 		default:
 			if !first {
 				c.out = append(c.out, ',')

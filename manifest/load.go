@@ -249,6 +249,10 @@ func parseChunk(c chunk) (e *entry) {
 		} else {
 			msg = strings.TrimPrefix(msg, "yaml: ")
 		}
+		// An error at the end of input may name the line after the last one.
+		if lines := bytes.Count(bytes.TrimRight(c.text, "\n"), []byte("\n")) + 1; line > lines {
+			line = lines
+		}
 		e.addDiag(Diagnostic{Pos: Position{File: c.file, Line: c.offset + line, Col: 1}, Severity: Error,
 			Message: "YAML syntax error: " + msg})
 		return e

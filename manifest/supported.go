@@ -32,7 +32,7 @@ var metaFields = []SupportedField{
 }
 
 // PodSpecFields are the pod spec fields gantry implements, relative to the pod spec.
-var PodSpecFields = []SupportedField{
+var PodSpecFields = concat([]SupportedField{
 	{Path: "containers[].name", Issue: 3},
 	{Path: "containers[].image", Issue: 3},
 	{Path: "containers[].imagePullPolicy", Issue: 3, Note: "default from the tag: Always for :latest or no tag, else IfNotPresent"},
@@ -52,9 +52,6 @@ var PodSpecFields = []SupportedField{
 	{Path: "containers[].ports[].protocol", Issue: 3, Note: "TCP or UDP; default TCP"},
 	{Path: "containers[].resources.requests", Issue: 3, Note: "cpu and memory; ephemeral-storage is accepted with a warning and not enforced"},
 	{Path: "containers[].resources.limits", Issue: 3, Note: "cpu and memory; ephemeral-storage is accepted with a warning and not enforced"},
-	{Path: "containers[].livenessProbe", Issue: 3, Note: "exec, httpGet (scheme HTTP; no host), tcpSocket, grpc"},
-	{Path: "containers[].readinessProbe", Issue: 3, Note: "as livenessProbe"},
-	{Path: "containers[].startupProbe", Issue: 3, Note: "as livenessProbe"},
 	{Path: "containers[].lifecycle.preStop.exec", Issue: 3},
 	{Path: "containers[].lifecycle.preStop.sleep", Issue: 3},
 	{Path: "containers[].volumeMounts[].name", Issue: 3},
@@ -119,6 +116,26 @@ var PodSpecFields = []SupportedField{
 	{Path: "topologySpreadConstraints[].whenUnsatisfiable", Issue: 5},
 	{Path: "topologySpreadConstraints[].labelSelector", Issue: 5},
 	{Path: "priorityClassName", Issue: 5},
+}, probeFields("containers[].livenessProbe"), probeFields("containers[].readinessProbe"), probeFields("containers[].startupProbe"))
+
+// probeFields are the supported fields of one probe.
+func probeFields(prefix string) []SupportedField {
+	rows := []SupportedField{
+		{Path: "exec.command", Issue: 3},
+		{Path: "httpGet.path", Issue: 3, Note: `default "/"`},
+		{Path: "httpGet.port", Issue: 3, Note: "a number or a container port name"},
+		{Path: "httpGet.scheme", Issue: 3, Note: "HTTP only"},
+		{Path: "httpGet.httpHeaders", Issue: 3},
+		{Path: "tcpSocket.port", Issue: 3},
+		{Path: "grpc.port", Issue: 3},
+		{Path: "grpc.service", Issue: 3},
+		{Path: "initialDelaySeconds", Issue: 3},
+		{Path: "periodSeconds", Issue: 3, Note: "default 10"},
+		{Path: "timeoutSeconds", Issue: 3, Note: "default 1"},
+		{Path: "successThreshold", Issue: 3, Note: "default 1; must be 1 for liveness and startup"},
+		{Path: "failureThreshold", Issue: 3, Note: "default 3"},
+	}
+	return withPrefix(prefix, rows)
 }
 
 func withPrefix(prefix string, rows []SupportedField) []SupportedField {
