@@ -220,8 +220,10 @@ type cluster struct {
 	limit   int // feasible nodes to score per placement
 	minPrio int32
 
-	hot   []nodeHot
-	topos map[string]*topology
+	hot        []nodeHot
+	topos      map[string]*topology
+	selCaches  map[string]*selectorCache
+	prefCaches map[string]*preferenceCache
 
 	// hook, if set, is called after each placement decision (benchmarks only).
 	hook func()

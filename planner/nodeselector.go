@@ -12,6 +12,41 @@ import (
 type nodeSelectorFilter struct{}
 
 func (nodeSelectorFilter) check(c *candidate, n *nodeInfo) rejection {
+	if c.selCache != nil {
+		switch c.selCache.v[n.idx] {
+		case selMatch:
+			return rejection{}
+		case selNoSelector:
+			return rejection{code: rejSelector}
+		case selNoAffinity:
+			return rejection{code: rejAffinity}
+		}
+		r := checkNodeSelector(c, n)
+		c.selCache.v[n.idx] = selMatch
+		switch r.code {
+		case rejSelector:
+			c.selCache.v[n.idx] = selNoSelector
+		case rejAffinity:
+			c.selCache.v[n.idx] = selNoAffinity
+		}
+		return r
+	}
+	return checkNodeSelector(c, n)
+}
+
+// selectorCache remembers, per node, the verdict of one (nodeSelector, required
+// affinity) pair; candidates with equal pairs share it, since node labels do not
+// change during a Compute.
+type selectorCache struct{ v []uint8 }
+
+const (
+	selUnknown uint8 = iota
+	selMatch
+	selNoSelector
+	selNoAffinity
+)
+
+func checkNodeSelector(c *candidate, n *nodeInfo) rejection {
 	for k, v := range c.nodeSelector {
 		if n.labels[k] != v {
 			return rejection{code: rejSelector}

@@ -109,6 +109,8 @@ type candidate struct {
 	shared     *corev1.Pod
 	podBuf     []corev1.Pod
 	recBuf     []podRec
+	selCache   *selectorCache
+	prefCache  *preferenceCache
 }
 
 // startCapFilter enforces Config.MaxStartsPerNodePerRound. It runs last, so a node

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -21,6 +22,18 @@ func (c *cluster) placeAll(apps []*app) {
 		}
 	}
 	sort.SliceStable(want, func(i, j int) bool { return want[i].prio > want[j].prio })
+	total := 0
+	for _, a := range want {
+		total += int(a.create)
+	}
+	if total > 1024 {
+		// Size the name set once instead of growing it pod by pod.
+		names := make(map[nsName]bool, len(c.names)+total)
+		for k := range c.names {
+			names[k] = true
+		}
+		c.names = names
+	}
 	p := c.newPipeline()
 	for _, a := range want {
 		cd := c.newCandidate(a)
@@ -70,6 +83,7 @@ func (c *cluster) newCandidate(a *app) *candidate {
 			cd.preferredTotal += int64(p.Weight)
 		}
 	}
+	c.attachCaches(cd)
 	cd.antiTerms = c.anti.termsOf(a.ns, spec)
 	if c.anti.active {
 		cd.labelSet = c.sets.id(a.ns, podLabels(a, a.target))
@@ -83,6 +97,45 @@ func (c *cluster) newCandidate(a *app) *candidate {
 	cd.namePrefix = a.name + "-" + a.target.Hash + "-"
 	cd.plain = len(cd.nodeSelector) == 0 && cd.required == nil && len(cd.ports) == 0 && len(cd.antiTerms) == 0 && !hard
 	return cd
+}
+
+// attachCaches gives the candidate the per-node verdict caches shared by every
+// candidate with the same node selector and affinity.
+func (c *cluster) attachCaches(cd *candidate) {
+	if len(cd.nodeSelector) > 0 || cd.required != nil {
+		key, err := json.Marshal(struct {
+			S map[string]string
+			R *corev1.NodeSelector
+		}{cd.nodeSelector, cd.required})
+		if err == nil {
+			if c.selCaches == nil {
+				c.selCaches = map[string]*selectorCache{}
+			}
+			sc := c.selCaches[string(key)]
+			if sc == nil {
+				sc = &selectorCache{v: make([]uint8, len(c.nodes))}
+				c.selCaches[string(key)] = sc
+			}
+			cd.selCache = sc
+		}
+	}
+	if cd.preferredTotal > 0 {
+		key, err := json.Marshal(cd.preferred)
+		if err == nil {
+			if c.prefCaches == nil {
+				c.prefCaches = map[string]*preferenceCache{}
+			}
+			pc := c.prefCaches[string(key)]
+			if pc == nil {
+				pc = &preferenceCache{v: make([]int16, len(c.nodes))}
+				for i := range pc.v {
+					pc.v[i] = -1
+				}
+				c.prefCaches[string(key)] = pc
+			}
+			cd.prefCache = pc
+		}
+	}
 }
 
 // bind creates the pod on the node and accounts it.
