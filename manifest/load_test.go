@@ -360,3 +360,47 @@ func TestCredentialNames(t *testing.T) {
 		t.Errorf("CredentialNamespace = %q", got)
 	}
 }
+
+// TestYAMLFeatures: anchors, merge keys, YAML 1.1 booleans and octal decode the way
+// kubectl decodes them.
+func TestYAMLFeatures(t *testing.T) {
+	d, diags, err := Load("testdata/valid/yaml-features.yaml")
+	if err != nil || len(diags) > 0 {
+		t.Fatalf("err %v, diags %v", err, diags)
+	}
+	p := d.Pods[0]
+	two := p.Spec.Containers[1]
+	got := []any{two.Name, two.Image, *two.SecurityContext.ReadOnlyRootFilesystem, *p.Spec.Volumes[0].ConfigMap.DefaultMode, p.Labels["app"]}
+	want := []any{"two", "gantry.test/echo:v1", true, int32(0o644), "yaml-features"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("decoded (-want +got):\n%s", diff)
+	}
+}
+
+// TestOneErrorPerMistake: a value rejected while decoding is not reported again by
+// validation, and the rest of the document is still checked.
+func TestOneErrorPerMistake(t *testing.T) {
+	_, diags := loadOne(t, `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d}
+spec:
+  selector:
+    matchLabels: [oops]
+  template:
+    metadata: {labels: {app: d}}
+    spec:
+      containers: [{name: Bad_Name, image: x:1}]
+`)
+	want := []string{
+		"m.yaml:6:18: error: spec.selector.matchLabels: expected an object, got a list",
+		"m.yaml:10:27: error: spec.template.spec.containers[0].name: Invalid value: \"Bad_Name\"",
+	}
+	if len(diags) != len(want) {
+		t.Fatalf("got %d diagnostics, want %d:\n%s", len(diags), len(want), diags)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(diags[i].String(), w) {
+			t.Errorf("diagnostic %d = %q, want prefix %q", i, diags[i], w)
+		}
+	}
+}
