@@ -82,9 +82,9 @@ func TestDue(t *testing.T) {
 		want: cronView{Create: name("tick", "2026-03-01T10:05:00Z"), Scheduled: "2026-03-01T10:05:00Z",
 			Last: "2026-03-01T10:05:00Z", Missed: 5, Events: []string{"SuccessfulCreate"}, Wake: "2026-03-01T10:06:00Z"},
 	}, {
-		name:   "never scheduled: counts from creation",
-		cj:     cronJob("tick", "*/10 * * * *").created(c("2026-03-01T09:55:00Z")).cj,
-		now:    "2026-03-01T10:21:00Z",
+		name: "never scheduled: counts from creation",
+		cj:   cronJob("tick", "*/10 * * * *").created(c("2026-03-01T09:55:00Z")).cj,
+		now:  "2026-03-01T10:21:00Z",
 		want: cronView{Create: name("tick", "2026-03-01T10:20:00Z"), Scheduled: "2026-03-01T10:20:00Z",
 			Last: "2026-03-01T10:20:00Z", Missed: 3, Events: []string{"SuccessfulCreate"}, Wake: "2026-03-01T10:30:00Z"},
 	}, {
@@ -155,15 +155,15 @@ func TestDue(t *testing.T) {
 		now:    "2026-03-01T10:05:00Z",
 		want:   cronView{Last: "2026-03-01T10:00:00Z"},
 	}, {
-		name:   "bad schedule: stalled with an event",
-		cj:     cronJob("tick", "61 * * * *").created(created).cj,
-		now:    "2026-03-01T10:05:00Z",
-		want:   cronView{Events: []string{"UnparseableSchedule"}, Err: true},
+		name: "bad schedule: stalled with an event",
+		cj:   cronJob("tick", "61 * * * *").created(created).cj,
+		now:  "2026-03-01T10:05:00Z",
+		want: cronView{Events: []string{"UnparseableSchedule"}, Err: true},
 	}, {
-		name:   "a schedule that never fires: no run, no wake-up",
-		cj:     cronJob("tick", "0 0 30 2 *").created(created).cj,
-		now:    "2026-03-01T10:05:00Z",
-		want:   cronView{},
+		name: "a schedule that never fires: no run, no wake-up",
+		cj:   cronJob("tick", "0 0 30 2 *").created(created).cj,
+		now:  "2026-03-01T10:05:00Z",
+		want: cronView{},
 	}, {
 		name:   "@hourly descriptor",
 		cj:     cronJob("tick", "@hourly").created(created).cj,
@@ -193,10 +193,10 @@ func TestDue(t *testing.T) {
 		want: cronView{Create: name("tick", "2026-03-01T09:00:00Z"), Scheduled: "2026-03-01T09:00:00Z",
 			Last: "2026-03-01T09:00:00Z", Missed: 1, Events: []string{"SuccessfulCreate"}, Wake: "2026-03-02T09:00:00Z"},
 	}, {
-		name:   "timeZone and CRON_TZ together: refused",
-		cj:     cronJob("tick", "CRON_TZ=UTC 0 9 * * *").created(created).zone("Europe/Berlin").cj,
-		now:    "2026-03-01T09:00:00Z",
-		want:   cronView{Events: []string{"UnparseableSchedule"}, Err: true},
+		name: "timeZone and CRON_TZ together: refused",
+		cj:   cronJob("tick", "CRON_TZ=UTC 0 9 * * *").created(created).zone("Europe/Berlin").cj,
+		now:  "2026-03-01T09:00:00Z",
+		want: cronView{Events: []string{"UnparseableSchedule"}, Err: true},
 	}, {
 		// America/New_York springs forward on 2026-03-08 at 02:00 → 03:00: 02:30 does
 		// not exist that day, so (as with robfig/cron in Kubernetes) that day has no run.
