@@ -72,7 +72,7 @@ func (c *cluster) buildApps(in *Input) (map[string]*app, []*app) {
 				continue
 			}
 			ns := namespaceOf(dep.Namespace)
-			tmpl := dep.Spec.Template.DeepCopy()
+			tmpl := &dep.Spec.Template // read only; copied when stored in a Revision
 			a := &app{key: AppKey(KindDeployment, ns, dep.Name), kind: KindDeployment, ns: ns, name: dep.Name,
 				dep: dep, meta: &dep.ObjectMeta, template: tmpl, replicas: replicasOf(dep)}
 			if dep.Spec.Selector != nil {
@@ -91,7 +91,7 @@ func (c *cluster) buildApps(in *Input) (map[string]*app, []*app) {
 			ns := namespaceOf(p.Namespace)
 			tmpl := &corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: p.Labels, Annotations: p.Annotations},
-				Spec:       *p.Spec.DeepCopy(),
+				Spec:       p.Spec, // read only; copied when stored in a Revision
 			}
 			a := &app{key: AppKey(KindPod, ns, p.Name), kind: KindPod, ns: ns, name: p.Name,
 				bare: p, meta: &p.ObjectMeta, template: tmpl, replicas: 1}
@@ -131,7 +131,7 @@ func (a *app) ensureRevision(c *cluster) {
 	for _, r := range a.state.Revisions {
 		n = max(n, r.Number)
 	}
-	a.state.Revisions = append(a.state.Revisions, Revision{Number: n + 1, Hash: a.gitHash, Template: a.template, Created: c.now})
+	a.state.Revisions = append(a.state.Revisions, Revision{Number: n + 1, Hash: a.gitHash, Template: a.template.DeepCopy(), Created: c.now})
 }
 
 // lastAvailable is the newest revision (by number) other than hash that ran fully
