@@ -195,10 +195,19 @@ func (ix *treeIndex) podRefs(e *entry, w *workload) {
 		}
 		if s := vol.Secret; s != nil && s.SecretName != "" && (s.Optional == nil || !*s.Optional) {
 			sp := vp.Child("secret")
-			if _, ok := ix.secrets[objKey{"", ns, s.SecretName}]; !ok {
+			keys, ok := ix.secrets[objKey{"", ns, s.SecretName}]
+			if !ok {
 				e.addDiag(Diagnostic{Pos: e.doc.find(sp.Child("secretName").String()), Severity: Error, Message: fmt.Sprintf(
 					"%s: Secret %q is not defined in the repository (define an ExternalSecret with that target name); set optional: true if that is intended",
 					sp.Child("secretName"), ns+"/"+s.SecretName)})
+				continue
+			}
+			for j, it := range s.Items {
+				if keys != nil && !keys[it.Key] {
+					kp := sp.Child("items").Index(j).Child("key")
+					e.addDiag(Diagnostic{Pos: e.doc.find(kp.String()), Severity: Error,
+						Message: fmt.Sprintf("%s: Secret %q has no key %q (keys: %s)", kp, ns+"/"+s.SecretName, it.Key, strings.Join(sortedKeys(keys), ", "))})
+				}
 			}
 		}
 	}
