@@ -72,8 +72,8 @@ spec:
   containers:
     - {name: a, image: busybox}
     - {name: b, image: "busybox:latest"}
-    - {name: c, image: "registry.local:5000/busybox"}
-    - {name: d, image: "registry.local:5000/busybox:1.36"}
+    - {name: c, image: "127.0.0.1:5000/busybox"}
+    - {name: d, image: "127.0.0.1:5000/busybox:1.36"}
     - {name: e, image: "busybox@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
 `,
 		got: func(d *Desired) any {
