@@ -37,6 +37,12 @@ func (a *app) status() AppStatus {
 		}
 		s.Message = strings.Join(problems, "; ")
 	}
+	if a.warning != "" {
+		if s.Message != "" {
+			s.Message += "; "
+		}
+		s.Message += a.warning
+	}
 	switch {
 	case a.dep != nil && a.dep.Spec.Paused:
 		s.Health = Suspended

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"fmt"
 	"sort"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -40,6 +41,7 @@ type app struct {
 	oldAvail    int32
 	create      int32
 	invalid     string
+	warning     string // shown in status, not a failure
 	failing     string // crash loop or deadline text, for status
 	unplaceable int
 	unplaceWhy  string
@@ -59,7 +61,11 @@ func (c *cluster) buildApps(in *Input) (map[string]*app, []*app) {
 		a.orig = st
 		a.state = st.clone()
 		a.gitHash = TemplateHash(a.template)
-		a.prio, _ = PodPriority(&a.template.Spec, c.cfg.PriorityClasses)
+		var known bool
+		a.prio, known = PodPriority(&a.template.Spec, c.cfg.PriorityClasses)
+		if !known {
+			a.warning = fmt.Sprintf("unknown priorityClassName %q: priority 0", a.template.Spec.PriorityClassName)
+		}
 		if r, ok := in.ReplicaOverrides[a.key]; ok && a.kind == KindDeployment {
 			a.replicas = max(r, 0)
 		}
