@@ -83,7 +83,7 @@ func BenchmarkPlacement(b *testing.B) {
 		cpu0 := cpuTime()
 		start := time.Now()
 		last = start
-		p := compute(in, hook)
+		p := compute(in, computeOptions{hook: hook})
 		total += time.Since(start)
 		cpu += cpuTime() - cpu0
 		runtime.ReadMemStats(&ms1)

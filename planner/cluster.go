@@ -225,6 +225,8 @@ type cluster struct {
 	selCaches  map[string]*selectorCache
 	prefCaches map[string]*preferenceCache
 
+	slowPath bool // tests: never take the placement fast path
+
 	// hook, if set, is called after each placement decision (benchmarks only).
 	hook func()
 }

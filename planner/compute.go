@@ -21,14 +21,21 @@ import (
 //  4. prune pods of apps that left git;
 //  5. place: filter → score → select, highest priority first, with preemption;
 //  6. status and changed state per app.
-func Compute(in Input) Plan { return compute(in, nil) }
+func Compute(in Input) Plan { return compute(in, computeOptions{}) }
 
-// compute is Compute with a hook called after every placement decision; only the
-// benchmarks pass one, to time placements from outside the pure code.
-func compute(in Input, hook func()) Plan {
+// computeOptions are test seams: hook is called after every placement decision
+// (benchmarks time placements from outside the pure code); slowPath turns off the
+// placement fast path, so tests can check it decides exactly as the full filters.
+type computeOptions struct {
+	hook     func()
+	slowPath bool
+}
+
+func compute(in Input, opts computeOptions) Plan {
 	cfg := in.Config.withDefaults()
 	c := newCluster(&in, cfg)
-	c.hook = hook
+	c.hook = opts.hook
+	c.slowPath = opts.slowPath
 	plan := Plan{Apps: map[string]AppState{}, Status: map[string]AppStatus{}}
 	c.plan = &plan
 	if in.Desired == nil {
@@ -57,9 +64,9 @@ func compute(in Input, hook func()) Plan {
 	return plan
 }
 
-// Empty reports whether the plan changes nothing: no pod to place, stop, preempt or
-// adopt, and no app state to write or forget. Unplaceable pods, status and events
-// are reports, not steps.
+// Empty reports whether the plan changes nothing and expects no change: no pod to
+// place, stop, preempt, adopt or defer to the next round, and no app state to
+// write or forget. Unplaceable pods, status and events are reports, not steps.
 func (p Plan) Empty() bool {
 	return len(p.Place) == 0 && len(p.Stop) == 0 && len(p.Preempt) == 0 && len(p.Adopt) == 0 &&
 		len(p.Apps) == 0 && len(p.ForgetApps) == 0 && len(p.Deferred) == 0

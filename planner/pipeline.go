@@ -173,11 +173,12 @@ func (c *cluster) selectNode(p *pipeline, cd *candidate) (best *nodeInfo, bestSc
 	n := len(c.order)
 	examined := 0
 	capLimit := int32(c.cfg.MaxStartsPerNodePerRound)
+	fast := cd.plain && !c.slowPath
 	var bestHot *nodeHot
 	for examined < n && feasible < c.limit {
 		h := &c.hot[c.order[(c.cursor+examined)%n]]
 		examined++
-		if cd.plain && h.plain && (!h.anti || !cd.selected) {
+		if fast && h.plain && (!h.anti || !cd.selected) {
 			// The fast path: the same decision as the full pipeline for a plain
 			// candidate on a plain node, without touching the node's full record.
 			if cd.mem > h.freeMem || cd.cpu > h.freeCPU || h.freePods < 1 || (capLimit > 0 && h.starts >= capLimit) {

@@ -146,6 +146,9 @@ func (s *scenario) stepChecked(t *testing.T, r *rand.Rand, allReady bool, ctx st
 	if d := cmp.Diff(p.String(), again.String()); d != "" {
 		t.Fatalf("%s: Compute is not deterministic:\n%s", ctx, d)
 	}
+	if slow := compute(s.input(), computeOptions{slowPath: true}); slow.String() != p.String() {
+		t.Fatalf("%s: the placement fast path decides differently (-slow +fast):\n%s", ctx, cmp.Diff(slow.String(), p.String()))
+	}
 	if !apiequality.Semantic.DeepEqual(in.Nodes, s.input().Nodes) || !apiequality.Semantic.DeepEqual(in.Observed, s.input().Observed) {
 		t.Fatalf("%s: Compute mutated its input", ctx)
 	}
@@ -334,4 +337,19 @@ func TestRollingParams(t *testing.T) {
 		})
 	}
 	_ = intstr.FromInt32
+}
+
+// TestFastPathMatchesFilters: on a benchmark-shaped cluster (varied nodes, 10% of
+// pods with spread, anti-affinity or node affinity) the placement fast path gives
+// exactly the plan of the full filter chain.
+func TestFastPathMatchesFilters(t *testing.T) {
+	in := placementInput(300, 3000)
+	in.Config.MaxStartsPerNodePerRound = 5
+	fast, slow := compute(in, computeOptions{}), compute(in, computeOptions{slowPath: true})
+	if len(fast.Place) == 0 {
+		t.Fatal("nothing placed")
+	}
+	if d := cmp.Diff(slow.String(), fast.String()); d != "" {
+		t.Fatalf("fast path differs (-slow +fast):\n%s", d)
+	}
 }
