@@ -108,7 +108,10 @@ http:
 		r := &Registry{addr: addr, user: cfg.user, pass: cfg.pass, exited: make(chan struct{}), log: &registryLog{}}
 		r.cmd = exec.Command(RegistryBinary, "serve", cfgFile)
 		r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
-		r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		// No Pdeathsig: it fires when the spawning OS thread exits, and code that locks a
+		// thread to enter a network namespace (executor/sandbox) makes Go destroy threads,
+		// which killed the registry in the middle of tests. t.Cleanup stops it.
+		r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := r.cmd.Start(); err != nil {
 			t.Fatalf("start %s: %v", RegistryBinary, err)
 		}
