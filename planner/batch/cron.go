@@ -126,14 +126,17 @@ func Due(cj *batchv1.CronJob, status CronStatus, now time.Time) CronDecision {
 			earliest = deadline.Add(-time.Nanosecond)
 		}
 	}
-	n := countTicks(sched, earliest, now, MaxMissedStartTimes+1)
+	n, tick, next := scanTicks(sched, earliest, now, MaxMissedStartTimes+1)
 	d.Missed = n
 	if n == 0 {
-		d.Wake = sched.Next(earliest)
+		d.Wake = next
 		return d
 	}
-	tick, _ := mostRecent(sched, earliest, now)
-	d.Wake = sched.Next(tick)
+	if n > MaxMissedStartTimes {
+		tick, _ = mostRecent(sched, earliest, now)
+		next = sched.Next(tick)
+	}
+	d.Wake = next
 	if n > MaxMissedStartTimes {
 		d.Events = append(d.Events, Event{EventWarning, ReasonTooManyMissedTimes,
 			fmt.Sprintf("too many missed start times (more than %d since %s). Set or decrease .spec.startingDeadlineSeconds or check clock skew",
@@ -168,13 +171,16 @@ func Due(cj *batchv1.CronJob, status CronStatus, now time.Time) CronDecision {
 	return d
 }
 
-// countTicks counts the ticks in (after, until], stopping at limit.
-func countTicks(s Schedule, after, until time.Time, limit int) int {
-	n := 0
-	for t := s.Next(after); !t.IsZero() && !t.After(until) && n < limit; t = s.Next(t) {
+// scanTicks counts the ticks in (after, until], stopping at limit. It returns the
+// last tick seen and the tick after it (zero if the schedule never fires again);
+// below limit they are the most recent tick and the next one.
+func scanTicks(s Schedule, after, until time.Time, limit int) (n int, last, next time.Time) {
+	t := s.Next(after)
+	for ; !t.IsZero() && !t.After(until) && n < limit; t = s.Next(t) {
 		n++
+		last = t
 	}
-	return n
+	return n, last, t
 }
 
 // mostRecent returns the latest tick in (after, until]. It looks back from until

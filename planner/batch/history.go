@@ -49,9 +49,9 @@ func PruneHistory(runs []JobRef, successfulLimit, failedLimit int32) []string {
 	out = append(out, excess(succ, successfulLimit)...)
 	out = append(out, excess(failed, failedLimit)...)
 	sortRuns(out)
-	names := make([]string, len(out))
-	for i, r := range out {
-		names[i] = r.Name
+	var names []string // nil when nothing is pruned
+	for _, r := range out {
+		names = append(names, r.Name)
 	}
 	return names
 }

@@ -3,6 +3,7 @@ package batch
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -57,17 +58,37 @@ func ParseSchedule(cj *batchv1.CronJob) (Schedule, error) {
 				cj.Name, zone, api.ErrInvalidArgument)
 		}
 	}
-	loc, err := time.LoadLocation(zone)
+	loc, err := loadLocation(zone)
 	if err != nil {
 		return Schedule{}, fmt.Errorf("cronjob %q: unknown time zone %q (use an IANA name such as Europe/Berlin): %w", cj.Name, zone, api.ErrInvalidArgument)
 	}
-	// The zone was checked above; robfig's own prefix parser slices without bounds
-	// checks, so hand it a well-formed prefix only.
-	s, err := cron.ParseStandard("CRON_TZ=" + zone + " " + spec)
+	s, err := cron.ParseStandard(spec)
 	if err != nil {
 		return Schedule{}, fmt.Errorf("cronjob %q: schedule %q: %v: %w", cj.Name, cj.Spec.Schedule, err, api.ErrInvalidArgument)
 	}
+	// The zone is set here rather than through robfig's own CRON_TZ= parsing,
+	// which slices without bounds checks and reloads the zone on every parse.
+	if spec, ok := s.(*cron.SpecSchedule); ok {
+		spec.Location = loc
+	}
 	return Schedule{Schedule: s, Location: loc}, nil
+}
+
+// locations caches loaded zones by name. time.LoadLocation reads the host's
+// zoneinfo (else the embedded copy) on every call; zone data does not change
+// while gantry runs, so the cache keeps decisions pure and cheap.
+var locations sync.Map // string → *time.Location
+
+func loadLocation(name string) (*time.Location, error) {
+	if l, ok := locations.Load(name); ok {
+		return l.(*time.Location), nil
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	locations.Store(name, l)
+	return l, nil
 }
 
 // splitTZ splits a "CRON_TZ=<zone> <rest>" or "TZ=<zone> <rest>" schedule.
