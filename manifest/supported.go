@@ -174,6 +174,21 @@ var jobSpecFields = func(prefix string) []SupportedField {
 	}
 }
 
+// storeFields are the SecretStore and ClusterSecretStore fields: provider vault only.
+var storeFields = []SupportedField{
+	{Path: "spec.provider.vault.server", Issue: 6, Note: "an http:// or https:// URL"},
+	{Path: "spec.provider.vault.path", Issue: 6, Note: "the KV mount, e.g. secret"},
+	{Path: "spec.provider.vault.version", Issue: 6, Note: "v1 or v2 (default)"},
+	{Path: "spec.provider.vault.namespace", Issue: 6, Note: "Vault Enterprise namespace"},
+	{Path: "spec.provider.vault.caBundle", Issue: 6},
+	{Path: "spec.provider.vault.auth.tokenSecretRef", Issue: 6, Note: "a server-side credential, not a Secret in git (docs/MANIFESTS.md)"},
+	{Path: "spec.provider.vault.auth.appRole.path", Issue: 6, Note: `default "approle"`},
+	{Path: "spec.provider.vault.auth.appRole.roleId", Issue: 6},
+	{Path: "spec.provider.vault.auth.appRole.roleRef", Issue: 6, Note: "a server-side credential"},
+	{Path: "spec.provider.vault.auth.appRole.secretRef", Issue: 6, Note: "a server-side credential"},
+	{Path: "spec.refreshInterval", Issue: 6},
+}
+
 // SupportTable is the supported-field table: one section per kind. It drives the
 // "not supported by gantry" check and docs/COMPATIBILITY.md.
 var SupportTable = []KindFields{
@@ -226,14 +241,19 @@ var SupportTable = []KindFields{
 		{Path: "spec.sessionAffinity", Issue: 7, Note: "None (default) or ClientIP"},
 		{Path: "spec.sessionAffinityConfig.clientIP.timeoutSeconds", Issue: 7},
 	})},
-	{Kind: "SecretStore", APIVersions: []string{"external-secrets.io/v1", "external-secrets.io/v1beta1"}, Fields: concat(metaFields, []SupportedField{
-		{Path: "spec", Issue: 6, Note: "provider.vault only; every field of gantry's shape (see docs/MANIFESTS.md)"},
-	})},
-	{Kind: "ClusterSecretStore", APIVersions: []string{"external-secrets.io/v1", "external-secrets.io/v1beta1"}, Fields: concat(metaFields, []SupportedField{
-		{Path: "spec", Issue: 6, Note: "as SecretStore"},
-	})},
+	{Kind: "SecretStore", APIVersions: []string{"external-secrets.io/v1", "external-secrets.io/v1beta1"}, Fields: concat(metaFields, storeFields)},
+	{Kind: "ClusterSecretStore", APIVersions: []string{"external-secrets.io/v1", "external-secrets.io/v1beta1"}, Fields: concat(metaFields, storeFields)},
 	{Kind: "ExternalSecret", APIVersions: []string{"external-secrets.io/v1", "external-secrets.io/v1beta1"}, Fields: concat(metaFields, []SupportedField{
-		{Path: "spec", Issue: 6, Note: "secretStoreRef, target.name, refreshInterval (default 1h), data[].remoteRef, dataFrom[].extract"},
+		{Path: "spec.secretStoreRef.name", Issue: 6},
+		{Path: "spec.secretStoreRef.kind", Issue: 6, Note: "SecretStore (default) or ClusterSecretStore"},
+		{Path: "spec.target.name", Issue: 6, Note: "the Secret that pods use; default: the ExternalSecret's name"},
+		{Path: "spec.refreshInterval", Issue: 6, Note: "a duration; default 1h"},
+		{Path: "spec.data[].secretKey", Issue: 6},
+		{Path: "spec.data[].remoteRef.key", Issue: 6, Note: "the path below the store's mount"},
+		{Path: "spec.data[].remoteRef.property", Issue: 6},
+		{Path: "spec.data[].remoteRef.version", Issue: 6, Note: "KV v2 version"},
+		{Path: "spec.dataFrom[].extract.key", Issue: 6, Note: "every property of the path becomes a key"},
+		{Path: "spec.dataFrom[].extract.version", Issue: 6},
 	})},
 }
 
