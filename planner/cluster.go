@@ -242,14 +242,13 @@ func newCluster(in *Input, cfg Config) *cluster {
 	nodes := slices.Clone(in.Nodes)
 	nodes = slices.DeleteFunc(nodes, func(n *corev1.Node) bool { return n == nil })
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	for i, n := range nodes {
+	for _, n := range nodes {
 		if _, dup := c.byName[n.Name]; dup {
-			continue
+			continue // a duplicate name: the first one counts
 		}
 		ni := newNodeInfo(int32(len(c.nodes)), n)
 		c.nodes = append(c.nodes, ni)
 		c.byName[n.Name] = ni
-		_ = i
 	}
 	c.hot = make([]nodeHot, len(c.nodes))
 	for i, n := range c.nodes {

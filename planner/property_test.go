@@ -10,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"gantry.io/gantry/planner/plannertest"
 )
@@ -336,7 +335,6 @@ func TestRollingParams(t *testing.T) {
 			}
 		})
 	}
-	_ = intstr.FromInt32
 }
 
 // TestFastPathMatchesFilters: on a benchmark-shaped cluster (varied nodes, 10% of

@@ -190,12 +190,10 @@ func (a *app) rollingUpdate(c *cluster, surge, unavail int32) {
 	newUnavail := nNew - a.newAvail
 	maxScaledDown := total - minAvail - newUnavail
 	minReady := int32(a.dep.Spec.MinReadySeconds)
-	cleaned := int32(0)
 	if maxScaledDown > 0 {
-		cleaned = a.stopWorst(c, a.oldPods, maxScaledDown, func(p *podRec) bool { return !p.available(c.now, minReady) },
+		a.stopWorst(c, a.oldPods, maxScaledDown, func(p *podRec) bool { return !p.available(c.now, minReady) },
 			fmt.Sprintf("old revision, not available (rolling update to revision %d)", a.target.Number))
 	}
-	_ = cleaned
 	if canStop := a.newAvail + a.oldAvail - minAvail; canStop > 0 {
 		a.stopWorst(c, a.oldPods, canStop, func(p *podRec) bool { return !p.gone && p.available(c.now, minReady) },
 			fmt.Sprintf("old revision (rolling update to revision %d, %d available, min %d)", a.target.Number, a.newAvail+a.oldAvail, minAvail))

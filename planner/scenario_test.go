@@ -221,6 +221,15 @@ func (s *scenario) run(line string) (string, error) {
 			node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st, LastTransitionTime: metav1.NewTime(s.now)}}
 		}
 		return "", nil
+	case "taint":
+		// taint NODE key=value:Effect
+		node := s.nodes[rest[0]]
+		if node == nil || len(rest) != 2 {
+			return "", fmt.Errorf("usage: taint NODE key=value:Effect")
+		}
+		k, v, e := parseTaint(rest[1])
+		node.Spec.Taints = append(node.Spec.Taints, corev1.Taint{Key: k, Value: v, Effect: e, TimeAdded: &metav1.Time{Time: s.now}})
+		return "", nil
 	case "remove-node":
 		for _, n := range rest {
 			delete(s.nodes, n)
