@@ -609,3 +609,32 @@ func TestRunBacksOffWhileServerDown(t *testing.T) {
 		t.Errorf("status %+v, want ≥5 failures and the last error", st)
 	}
 }
+
+func TestEnsureRepository(t *testing.T) {
+	testenv.Integration(t, "git")
+	dir := t.TempDir()
+	for name, content := range map[string]string{"web.yaml": webYAML, "apps/db.yaml": dbYAML, "local.yaml": "ignored", ".gitignore": "local.yaml\n"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	created, err := EnsureRepository(dir)
+	if err != nil || !created {
+		t.Fatalf("EnsureRepository = %v, %v; want created", created, err)
+	}
+	snap, _ := fetch(t, newSyncer(t, Source{URL: dir}))
+	if d := cmp.Diff([]string{"apps/db.yaml", "web.yaml"}, fileNames(snap)); d != "" || snap.Ref != "refs/heads/main" {
+		t.Errorf("imported directory at %s (-want +got):\n%s", snap.Ref, d)
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "apps")} {
+		if created, err := EnsureRepository(d); err != nil || created {
+			t.Errorf("EnsureRepository(%s) inside a repository = %v, %v; want no change", d, created, err)
+		}
+	}
+	if _, err := EnsureRepository(filepath.Join(dir, "missing")); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("missing directory: %v", err)
+	}
+}
