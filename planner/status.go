@@ -101,5 +101,8 @@ func (a *app) progressLine() string {
 	if len(a.oldPods) > 0 {
 		line += fmt.Sprintf(", %d old", len(a.oldPods))
 	}
+	if a.deferred > 0 {
+		line += fmt.Sprintf(", %d waiting for the next round", a.deferred)
+	}
 	return line
 }
