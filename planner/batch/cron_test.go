@@ -369,3 +369,17 @@ func FuzzParseSchedule(f *testing.F) {
 		_ = Due(cj, CronStatus{}, time.Unix(3600, 0))
 	})
 }
+
+func TestFromCronJob(t *testing.T) {
+	cj := cronJob("report", "0 * * * *").cj
+	j := FromCronJob(cj, "report-manual-1")
+	if j.Name != "report-manual-1" || j.Annotations[AnnotationInstantiate] != "manual" || j.Labels[LabelCronJob] != "report" {
+		t.Fatalf("FromCronJob = %s %v %v", j.Name, j.Labels, j.Annotations)
+	}
+	if _, ok := j.Annotations[AnnotationScheduledTimestamp]; ok {
+		t.Fatal("a manual run has no scheduled time")
+	}
+	if len(j.OwnerReferences) != 1 || j.OwnerReferences[0].Name != "report" {
+		t.Fatalf("owner %v", j.OwnerReferences)
+	}
+}

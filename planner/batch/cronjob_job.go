@@ -18,6 +18,9 @@ const (
 	// AnnotationScheduledTimestamp is the tick a Job belongs to, RFC 3339 in the
 	// schedule's zone — the annotation Kubernetes sets.
 	AnnotationScheduledTimestamp = "batch.kubernetes.io/cronjob-scheduled-timestamp"
+	// AnnotationInstantiate is "manual" on a Job made by `gantry create job --from
+	// cronjob/X`, as kubectl marks it.
+	AnnotationInstantiate = "cronjob.kubernetes.io/instantiate"
 )
 
 // JobName is the name of the run of CronJob cronJob for the tick at scheduled:
@@ -25,6 +28,19 @@ const (
 // one name: creating it with create-if-absent runs the tick at most once.
 func JobName(cronJob string, scheduled time.Time) string {
 	return cronJob + "-" + strconv.FormatInt(scheduled.Unix()/60, 10)
+}
+
+// FromCronJob builds the Job of `gantry create job name --from cronjob/X` (run
+// now): the Job of JobFor, named name, without the scheduled-time annotation and
+// with AnnotationInstantiate "manual". It is owned by the CronJob, so it counts
+// as an active run for concurrencyPolicy and as history, as in Kubernetes; it does
+// not change lastScheduleTime.
+func FromCronJob(cj *batchv1.CronJob, name string) *batchv1.Job {
+	j := JobFor(cj, time.Time{}, time.UTC)
+	j.Name = name
+	delete(j.Annotations, AnnotationScheduledTimestamp)
+	j.Annotations[AnnotationInstantiate] = "manual"
+	return j
 }
 
 // JobFor builds the Job that CronJob cj runs for the tick at scheduled, from

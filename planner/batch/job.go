@@ -23,6 +23,10 @@ type JobStatus struct {
 	FailuresSinceSuccess int32 `json:"failuresSinceSuccess,omitempty"`
 	// LastFailureTime is when the latest counted pod failed.
 	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+	// Stopped lists, sorted, the observed pods Step decided to stop. They are
+	// neither active nor counted, however they end (a stopped pod often ends
+	// Failed), and Step repeats their Stop while they still run.
+	Stopped []string `json:"stopped,omitempty"`
 }
 
 // PodStop is one pod of the run to stop, with why.
@@ -119,20 +123,38 @@ func Ref(job *batchv1.Job, s JobStatus) JobRef {
 //   - suspend: active pods are stopped and nothing starts; resuming resets
 //     startTime, so the active deadline counts from the resume.
 func Step(job *batchv1.Job, pods []*corev1.Pod, st JobStatus, now time.Time, seed int64) JobDecision {
+	d := step(job, pods, st, now, seed)
+	d.Status.Stopped = sortUnique(d.Status.Stopped)
+	return d
+}
+
+func step(job *batchv1.Job, pods []*corev1.Pod, st JobStatus, now time.Time, seed int64) JobDecision {
 	d := JobDecision{Status: copyStatus(st)}
 	s := &d.Status
 	nowT := metav1.NewTime(now)
 
 	var active, terminal []*corev1.Pod
 	names := map[string]bool{}
+	stopped := map[string]bool{}
+	for _, n := range s.Stopped {
+		stopped[n] = true
+	}
+	s.Stopped = nil
 	for _, p := range pods {
 		if p == nil {
 			continue
 		}
 		names[p.Name] = true
+		finished := p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 		switch {
+		case stopped[p.Name]:
+			if p.DeletionTimestamp == nil && !finished {
+				d.stop(p.Name, "stop not done yet")
+			} else {
+				s.Stopped = append(s.Stopped, p.Name)
+			}
 		case p.DeletionTimestamp != nil:
-		case p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed:
+		case finished:
 			terminal = append(terminal, p)
 		default:
 			active = append(active, p)
@@ -203,7 +225,7 @@ func Step(job *batchv1.Job, pods []*corev1.Pod, st JobStatus, now time.Time, see
 	}
 	if done {
 		d.stopAll(active, "job complete")
-		s.Active = 0
+		s.Active, s.Ready = 0, ptrInt32(0)
 		s.CompletionTime = &nowT
 		setCondition(s, batchv1.JobComplete, corev1.ConditionTrue, "CompletionsReached", "Reached expected number of succeeded pods", nowT)
 		d.Events = append(d.Events, Event{EventNormal, ReasonCompleted, "Job completed"})
@@ -266,6 +288,7 @@ func Supersede(job *batchv1.Job, pods []*corev1.Pod, st JobStatus, now time.Time
 	}
 	sortPods(active)
 	d.fail(job, active, ReasonSuperseded, "The Job's spec changed in git; a new run replaces this one", now)
+	d.Status.Stopped = sortUnique(d.Status.Stopped)
 	return d
 }
 
@@ -332,7 +355,7 @@ func (d *JobDecision) scaleNonIndexed(active []*corev1.Pod, completions, paralle
 		want = 0
 	}
 	if len(active) > want {
-		d.stopExcess(active[want:], "more pods than parallelism and remaining completions need")
+		d.stopAll(active[want:], "more pods than parallelism and remaining completions need")
 		return active[:want], nil
 	}
 	create := make([]int, want-len(active))
@@ -351,11 +374,11 @@ func (d *JobDecision) scaleIndexed(active []*corev1.Pod, completions, parallelis
 		ix := podIndex(p)
 		switch {
 		case ix < 0 || ix >= completions:
-			d.Stop = append(d.Stop, PodStop{p.Name, "completion index out of range"})
+			d.stop(p.Name, "completion index out of range")
 		case completed[ix]:
-			d.Stop = append(d.Stop, PodStop{p.Name, fmt.Sprintf("completion index %d already succeeded", ix)})
+			d.stop(p.Name, fmt.Sprintf("completion index %d already succeeded", ix))
 		case running[ix]:
-			d.Stop = append(d.Stop, PodStop{p.Name, fmt.Sprintf("another pod runs completion index %d", ix)})
+			d.stop(p.Name, fmt.Sprintf("another pod runs completion index %d", ix))
 		default:
 			running[ix] = true
 			kept = append(kept, p)
@@ -368,7 +391,7 @@ func (d *JobDecision) scaleIndexed(active []*corev1.Pod, completions, parallelis
 	if len(kept) > want {
 		// Keep the lowest indexes: they are the ones a restart would create first.
 		sort.SliceStable(kept, func(i, j int) bool { return podIndex(kept[i]) < podIndex(kept[j]) })
-		d.stopExcess(kept[want:], "more pods than parallelism")
+		d.stopAll(kept[want:], "more pods than parallelism")
 		return kept[:want], nil
 	}
 	var create []int
@@ -407,14 +430,14 @@ func (d *JobDecision) ttl(job *batchv1.Job, now time.Time) {
 
 func (d *JobDecision) stopAll(active []*corev1.Pod, reason string) {
 	for _, p := range active {
-		d.Stop = append(d.Stop, PodStop{p.Name, reason})
+		d.stop(p.Name, reason)
 	}
 }
 
-func (d *JobDecision) stopExcess(excess []*corev1.Pod, reason string) {
-	for _, p := range excess {
-		d.Stop = append(d.Stop, PodStop{p.Name, reason})
-	}
+// stop records a pod to stop, in Stop and in Status.Stopped.
+func (d *JobDecision) stop(name, reason string) {
+	d.Stop = append(d.Stop, PodStop{name, reason})
+	d.Status.Stopped = append(d.Status.Stopped, name)
 }
 
 func (d *JobDecision) wakeAt(t time.Time) {
@@ -515,6 +538,7 @@ func setCondition(s *JobStatus, t batchv1.JobConditionType, status corev1.Condit
 func copyStatus(st JobStatus) JobStatus {
 	out := JobStatus{JobStatus: *st.JobStatus.DeepCopy(), FailuresSinceSuccess: st.FailuresSinceSuccess}
 	out.Counted = append([]string(nil), st.Counted...)
+	out.Stopped = append([]string(nil), st.Stopped...)
 	if st.LastFailureTime != nil {
 		t := *st.LastFailureTime
 		out.LastFailureTime = &t
@@ -523,3 +547,17 @@ func copyStatus(st JobStatus) JobStatus {
 }
 
 func ptrInt32(v int32) *int32 { return &v }
+
+func sortUnique(list []string) []string {
+	sort.Strings(list)
+	out := list[:0]
+	for i, v := range list {
+		if i == 0 || v != list[i-1] {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}

@@ -447,3 +447,39 @@ func TestIndexesFormat(t *testing.T) {
 }
 
 func ptrBool(v bool) *bool { return &v }
+
+// A stopped pod is not counted however it ends, and its Stop repeats while the
+// caller has not acted on it (no deletionTimestamp yet).
+func TestStoppedPodsAreNotCounted(t *testing.T) {
+	t0 := at(t, "2026-03-01T10:00:00Z")
+	j := job("wide").completions(10).parallelism(2).backoff(0).j
+	d := Step(j, nil, JobStatus{}, t0, 1)
+	pods := []*corev1.Pod{d.Create[0], d.Create[1]}
+	for _, p := range pods {
+		p.Status.Phase = corev1.PodRunning
+	}
+	j.Spec.Parallelism = ptrInt32(1)
+	d = Step(j, pods, d.Status, t0.Add(time.Second), 1)
+	if len(d.Stop) != 1 {
+		t.Fatalf("stop %v, want one pod", d.Stop)
+	}
+	victim := d.Stop[0].Name
+	if diff := cmp.Diff([]string{victim}, d.Status.Stopped); diff != "" {
+		t.Fatalf("Stopped (-want +got):\n%s", diff)
+	}
+	// Not acted on yet: the Stop repeats, no new pod starts.
+	again := Step(j, pods, d.Status, t0.Add(2*time.Second), 1)
+	check(t, "stop repeats", again, jobView{Stop: []string{victim}, Active: 1})
+	// It ends Failed (killed) without a deletionTimestamp: backoffLimit 0 is not tripped.
+	for _, p := range pods {
+		if p.Name == victim {
+			p.Status.Phase = corev1.PodFailed
+		}
+	}
+	after := Step(j, pods, again.Status, t0.Add(3*time.Second), 1)
+	check(t, "killed pod not counted", after, jobView{Active: 1})
+	// Once it is gone, Stopped forgets it.
+	if got := Step(j, pods[:0], after.Status, t0.Add(4*time.Second), 1).Status.Stopped; got != nil {
+		t.Fatalf("Stopped = %v after the pod vanished", got)
+	}
+}
