@@ -205,7 +205,7 @@ func (s *scenario) converge(t *testing.T, r *rand.Rand, ctx string) {
 // its input alone, and that Compute on the state its own plans produce (with pods
 // marked ready) converges to an empty plan.
 func TestPropertyInvariants(t *testing.T) {
-	seeds := 150
+	seeds := 100
 	if testing.Short() {
 		seeds = 40
 	}
