@@ -198,8 +198,8 @@ func (s *scenario) converge(t *testing.T, r *rand.Rand, ctx string) {
 	t.Fatalf("%s: no empty plan after 60 rounds; last:\n%s\n%s", ctx, Compute(s.input()), s.pods())
 }
 
-// TestPropertyInvariants runs random clusters through a first rollout and an image
-// change with random readiness, checking after every plan that no node is
+// TestPropertyInvariants runs random clusters through a first rollout, an image
+// change with random readiness and the loss of a node, checking after every plan that no node is
 // overcommitted, that no rollout exceeds replicas+maxSurge pods nor drops below
 // replicas−maxUnavailable available pods, that Compute is deterministic and leaves
 // its input alone, and that Compute on the state its own plans produce (with pods
@@ -224,6 +224,20 @@ func TestPropertyInvariants(t *testing.T) {
 			s.stepChecked(t, r, false, ctx+" rollout")
 		}
 		s.converge(t, r, ctx+" after rollout")
+		// Lose a node: its pods are replaced after the grace period.
+		names := sortedKeys(s.nodes)
+		lost := names[r.IntN(len(names))]
+		if _, err := s.run("fail-node " + lost); err != nil {
+			t.Fatal(err)
+		}
+		s.stepChecked(t, r, true, ctx+" node lost")
+		s.now = s.now.Add(defaultNodeLostGrace)
+		s.converge(t, r, ctx+" after node loss")
+		for _, pod := range s.observed {
+			if pod.Spec.NodeName == lost && pod.Annotations[AnnotationApp] != "" {
+				t.Fatalf("%s: pod %s still on lost node %s", ctx, pod.Name, lost)
+			}
+		}
 		final := Compute(s.input())
 		if !final.Empty() {
 			t.Fatalf("%s: converged state plans again:\n%s", ctx, final)
