@@ -156,14 +156,6 @@ func (k *kindAPI[T, PT]) owners(objs ...PT) []string {
 	return out
 }
 
-// listResponse is a Kubernetes-shaped list (PodList, NodeList, EventList).
-type listResponse[PT any] struct {
-	Kind       string          `json:"kind"`
-	APIVersion string          `json:"apiVersion"`
-	Metadata   metav1.ListMeta `json:"metadata"`
-	Items      []PT            `json:"items"`
-}
-
 func (k *kindAPI[T, PT]) list(w http.ResponseWriter, r *http.Request, id Identity) error {
 	q := r.URL.Query()
 	ns := r.PathValue("ns")
@@ -200,19 +192,35 @@ func (k *kindAPI[T, PT]) list(w http.ResponseWriter, r *http.Request, id Identit
 			return fmt.Errorf("limit %q: %w", l, api.ErrInvalidArgument)
 		}
 	}
-	res, err := k.res.List(r.Context(), ns, store.ListOptions{Selector: sel, Filter: filter, Limit: limit, Continue: q.Get("continue")})
+	res, err := k.res.ListRaw(r.Context(), ns, store.ListOptions{Selector: sel, Filter: filter, Limit: limit, Continue: q.Get("continue")},
+		`"kind":"`+k.typeName+`","apiVersion":"v1",`)
 	if err != nil {
 		return err
 	}
-	out := listResponse[PT]{Kind: k.typeName + "List", APIVersion: "v1",
-		Metadata: metav1.ListMeta{ResourceVersion: res.ResourceVersion, Continue: res.Continue}, Items: res.Items}
-	if out.Items == nil {
-		out.Items = []PT{}
+	// The items are passed through as stored (see store.ListRaw): no decode/encode.
+	meta, err := json.Marshal(metav1.ListMeta{ResourceVersion: res.ResourceVersion, Continue: res.Continue})
+	if err != nil {
+		return fmt.Errorf("encode list: %w", err)
 	}
-	for _, o := range out.Items {
-		k.typed(o)
+	size := 128
+	for _, it := range res.Items {
+		size += len(it) + 1
 	}
-	return writeJSON(w, http.StatusOK, out)
+	buf := make([]byte, 0, size)
+	buf = append(buf, `{"kind":"`+k.typeName+`List","apiVersion":"v1","metadata":`...)
+	buf = append(buf, meta...)
+	buf = append(buf, `,"items":[`...)
+	for i, it := range res.Items {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, it...)
+	}
+	buf = append(buf, "]}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf)
+	return nil
 }
 
 func (k *kindAPI[T, PT]) watch(w http.ResponseWriter, r *http.Request, ns string, sel labels.Selector, filter func(store.Object) bool) error {

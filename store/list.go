@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/labels"
@@ -69,6 +70,93 @@ const batchSize = 500
 // List returns the objects of namespace ns ("" = all namespaces) that match opts, in
 // key order (namespace, then name).
 func (r *Resource[T, PT]) List(ctx context.Context, ns string, opts ListOptions) (*ListResult[PT], error) {
+	out := &ListResult[PT]{}
+	rv, cont, err := r.list(ctx, ns, opts, func(kv *mvccpb.KeyValue) (bool, error) {
+		obj, err := r.fromKV(kv.Value, kv.ModRevision)
+		if err != nil {
+			return false, fmt.Errorf("key %s: %w", kv.Key, err)
+		}
+		if !matches(obj, opts) {
+			return false, nil
+		}
+		out.Items = append(out.Items, obj)
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.ResourceVersion, out.Continue = rv, cont
+	return out, nil
+}
+
+// ListRaw is List for callers that only pass the objects on as JSON (the API's list
+// endpoint): each item is the stored JSON with typeMeta (e.g. `"kind":"Pod","apiVersion":"v1",`,
+// may be empty) and metadata.resourceVersion spliced in, so objects are decoded only
+// when a selector or filter needs them, and never re-encoded.
+func (r *Resource[T, PT]) ListRaw(ctx context.Context, ns string, opts ListOptions, typeMeta string) (*ListResult[json.RawMessage], error) {
+	out := &ListResult[json.RawMessage]{}
+	filtering := opts.Selector != nil && !opts.Selector.Empty() || opts.Filter != nil
+	rv, cont, err := r.list(ctx, ns, opts, func(kv *mvccpb.KeyValue) (bool, error) {
+		var obj PT
+		if filtering && opts.Filter == nil {
+			// Labels only: a light decode that skips everything but metadata.labels.
+			raw, err := unwrap(r.kind, kv.Value)
+			if err != nil {
+				return false, fmt.Errorf("key %s: %w", kv.Key, err)
+			}
+			var lm struct {
+				Metadata struct {
+					Labels map[string]string `json:"labels"`
+				} `json:"metadata"`
+			}
+			if err := json.Unmarshal(raw, &lm); err != nil {
+				return false, fmt.Errorf("key %s: %w", kv.Key, err)
+			}
+			if !opts.Selector.Matches(labels.Set(lm.Metadata.Labels)) {
+				return false, nil
+			}
+		} else if filtering {
+			o, err := r.fromKV(kv.Value, kv.ModRevision)
+			if err != nil {
+				return false, fmt.Errorf("key %s: %w", kv.Key, err)
+			}
+			if !matches(o, opts) {
+				return false, nil
+			}
+			obj = o
+		}
+		raw, err := unwrap(r.kind, kv.Value)
+		if err != nil {
+			return false, fmt.Errorf("key %s: %w", kv.Key, err)
+		}
+		item, ok := spliceMeta(raw, typeMeta, kv.ModRevision)
+		if !ok {
+			if obj == nil {
+				if obj, err = r.fromKV(kv.Value, kv.ModRevision); err != nil {
+					return false, fmt.Errorf("key %s: %w", kv.Key, err)
+				}
+			}
+			b, err := json.Marshal(obj)
+			if err != nil {
+				return false, fmt.Errorf("key %s: %w", kv.Key, err)
+			}
+			if item, ok = spliceMeta(b, typeMeta, kv.ModRevision); !ok {
+				item = b
+			}
+		}
+		out.Items = append(out.Items, item)
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.ResourceVersion, out.Continue = rv, cont
+	return out, nil
+}
+
+// list runs the paginated range read; keep reports whether a key was taken into the
+// page.
+func (r *Resource[T, PT]) list(ctx context.Context, ns string, opts ListOptions, keep func(*mvccpb.KeyValue) (bool, error)) (string, string, error) {
 	prefix := r.rangePrefix(ns)
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	start := prefix
@@ -76,16 +164,16 @@ func (r *Resource[T, PT]) List(ctx context.Context, ns string, opts ListOptions)
 	if opts.Continue != "" {
 		c, err := decodeContinue(opts.Continue, prefix)
 		if err != nil {
-			return nil, err
+			return "", "", err
 		}
 		rev, start = c.Rev, c.Next
 	}
 	filtering := opts.Selector != nil && !opts.Selector.Empty() || opts.Filter != nil
-	out := &ListResult[PT]{}
+	taken := int64(0)
 	for {
 		fetch := int64(batchSize)
 		if opts.Limit > 0 && !filtering {
-			fetch = opts.Limit - int64(len(out.Items))
+			fetch = opts.Limit - taken
 		}
 		if opts.Limit == 0 && !filtering {
 			fetch = 0
@@ -97,28 +185,28 @@ func (r *Resource[T, PT]) List(ctx context.Context, ns string, opts ListOptions)
 		resp, err := r.s.cli.Get(ctx, start, getOpts...)
 		if err != nil {
 			if errors.Is(err, rpctypes.ErrCompacted) {
-				return nil, fmt.Errorf("list %s at revision %d: %w", r.kind, rev, ErrExpired)
+				return "", "", fmt.Errorf("list %s at revision %d: %w", r.kind, rev, ErrExpired)
 			}
-			return nil, unavailable("list "+string(r.kind), err)
+			return "", "", unavailable("list "+string(r.kind), err)
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
 		for i, kv := range resp.Kvs {
-			obj, err := r.fromKV(kv.Value, kv.ModRevision)
+			ok, err := keep(kv)
 			if err != nil {
-				return nil, fmt.Errorf("key %s: %w", kv.Key, err)
+				return "", "", err
 			}
-			if !matches(obj, opts) {
+			if !ok {
 				continue
 			}
-			out.Items = append(out.Items, obj)
-			if opts.Limit > 0 && int64(len(out.Items)) == opts.Limit {
+			taken++
+			if opts.Limit > 0 && taken == opts.Limit {
+				cont := ""
 				if i < len(resp.Kvs)-1 || resp.More {
-					out.Continue = encodeContinue(rev, string(kv.Key)+"\x00")
+					cont = encodeContinue(rev, string(kv.Key)+"\x00")
 				}
-				out.ResourceVersion = strconv.FormatInt(rev, 10)
-				return out, nil
+				return strconv.FormatInt(rev, 10), cont, nil
 			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
@@ -126,8 +214,7 @@ func (r *Resource[T, PT]) List(ctx context.Context, ns string, opts ListOptions)
 		}
 		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	out.ResourceVersion = strconv.FormatInt(rev, 10)
-	return out, nil
+	return strconv.FormatInt(rev, 10), "", nil
 }
 
 func matches(obj Object, opts ListOptions) bool {

@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
 	"gantry.io/gantry/api"
@@ -164,6 +165,9 @@ func (r *Resource[T, PT]) prepare(obj PT) (PT, string, error) {
 		return nil, "", err
 	}
 	cp.SetResourceVersion("")
+	// apiVersion and kind are implied by the key; not storing them keeps the stored
+	// JSON starting with its metadata, which ListRaw relies on.
+	cp.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{})
 	return cp, key, nil
 }
 
