@@ -108,6 +108,17 @@ func TestEnvAndConfigFiles(t *testing.T) {
 	if got := strings.Fields(out.String()); len(got) != 2 || got[0] != "644" || got[1] != "400" {
 		t.Errorf("modes = %v, want configMap 644 and secret 400", got)
 	}
+	// Changed ConfigMap data reaches the mounted files in place, without a restart.
+	cm2 := cm.DeepCopy()
+	cm2.Data["app.conf"] = "listen=9090\n"
+	en.e.Sync([]executor.Pod{{Pod: pod, ConfigMaps: map[string]*corev1.ConfigMap{"cfg": cm2}, Secrets: p.Secrets}})
+	waitFor(t, 30*time.Second, "updated configMap file", func() bool {
+		got, err := httpGet(podURL(st.PodIP, 8080, "/file?path=/etc/app/app.conf"))
+		return err == nil && got == "listen=9090\n"
+	}, func() string { return en.describe(pod.UID) })
+	if st, _ := en.e.Status(string(pod.UID)); containerStatus(st, "web").RestartCount != 0 {
+		t.Errorf("a ConfigMap change restarted the container")
+	}
 	// Exec passes stdin through and returns the exit code.
 	var echoed strings.Builder
 	code, err = en.e.Exec(context.Background(), "default", "env", "web", []string{"/bin/sh", "-c", "cat; exit 7"}, strings.NewReader("from-stdin"), &echoed, &echoed)

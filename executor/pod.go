@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"gantry.io/gantry/executor/backoff"
@@ -45,6 +46,8 @@ type podWorker struct {
 	status    corev1.PodStatus
 	events    []Event
 	published string
+	cancelOp  context.CancelFunc // aborts in-flight pulls and starts when the pod is removed
+	life      context.Context    // the worker's lifetime: exit waits and probes run under it
 
 	// Owned by the worker goroutine.
 	adopt    []containerd.Container
@@ -130,16 +133,25 @@ func (w *podWorker) removing() bool {
 func (w *podWorker) remove() {
 	w.mu.Lock()
 	w.deleting = true
+	cancel := w.cancelOp
 	w.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 	w.wake()
 }
 
 func (w *podWorker) update(p Pod) {
 	w.mu.Lock()
+	changed := !equality.Semantic.DeepEqual(w.desired.ConfigMaps, p.ConfigMaps) || !equality.Semantic.DeepEqual(w.desired.Secrets, p.Secrets)
 	w.desired = p
-	w.dataDirty = true
+	if changed {
+		w.dataDirty = true
+	}
 	w.mu.Unlock()
-	w.wake()
+	if changed {
+		w.wake()
+	}
 }
 
 func (w *podWorker) pod() Pod {
@@ -178,13 +190,24 @@ func (w *podWorker) run(ctx context.Context, after <-chan struct{}) {
 		}
 	}
 	w.started = time.Now()
+	w.life = ctx
 	w.adoptContainers(ctx)
+	// Pulls and starts run under opCtx, so removing the pod does not wait for a slow
+	// pull; stopping and removal run under ctx.
+	opCtx, cancelOp := context.WithCancel(ctx)
+	defer cancelOp()
+	w.mu.Lock()
+	w.cancelOp = cancelOp
+	if w.deleting {
+		cancelOp()
+	}
+	w.mu.Unlock()
 	for {
 		if w.removing() {
 			w.terminate(ctx)
 			return
 		}
-		due := w.reconcile(ctx)
+		due := w.reconcile(opCtx)
 		w.publish()
 		if ctx.Err() != nil {
 			w.detach()
@@ -448,7 +471,8 @@ func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Contain
 		w.e.deleteContainer(ctx, ctr)
 		return
 	}
-	ch, err := task.Wait(ctx)
+	// The exit wait outlives opCtx: it must see the exit of a pod being removed.
+	ch, err := task.Wait(w.life)
 	if err == nil {
 		err = task.Start(ctx)
 	}
@@ -463,8 +487,8 @@ func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Contain
 	st.running, st.started, st.waiting = true, time.Now(), nil
 	_, _ = ctr.SetLabels(ctx, map[string]string{LabelStartedAt: st.started.UTC().Format(time.RFC3339Nano)})
 	st.exitCh = make(chan containerd.ExitStatus, 1)
-	go w.waitExit(ctx, st, ctr, ch, st.exitCh)
-	w.startProbes(ctx, p, c, st)
+	go w.waitExit(w.life, st, ctr, ch, st.exitCh)
+	w.startProbes(w.life, p, c, st)
 	w.event("Normal", "Started", c.Name, "started container %s (image %s, restart %d)", id, img.Name(), st.restarts)
 }
 
