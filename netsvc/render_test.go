@@ -46,7 +46,7 @@ func TestRenderShapes(t *testing.T) {
 	out := Render(sampleState())
 	for _, want := range []string{
 		// random balancing over the two ready v4 endpoints, not the unready or terminating ones
-		`numgen random mod 2 vmap { 0 : goto "ep/default/web/tcp/80/10.244.0.5:8080", 1 : goto "ep/default/web/tcp/80/10.244.0.6:8080" }`,
+		"numgen random mod 2 == 0 goto \"ep/default/web/tcp/80/10.244.0.5:8080\"\n\t\tgoto \"ep/default/web/tcp/80/10.244.0.6:8080\"\n\t}",
 		`dnat ip6 to [fd00:244::5]:8080`,
 		`10.96.0.12 . tcp . 80 : goto "svc/default/empty/tcp/80/v4"`,
 		`reject with tcp reset`,

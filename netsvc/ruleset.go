@@ -40,10 +40,18 @@ type chainSpec struct {
 	name  string
 	base  *hookSpec
 	rules []rule
+	fp    string // cached fingerprint
 }
 
 // fingerprint identifies the chain's content: a chain is rewritten when it changes.
 func (c *chainSpec) fingerprint() string {
+	if c.fp == "" {
+		c.fp = c.computeFingerprint()
+	}
+	return c.fp
+}
+
+func (c *chainSpec) computeFingerprint() string {
 	var b strings.Builder
 	if c.base != nil {
 		fmt.Fprintf(&b, "%s/%d|", c.base.hook, c.base.priority)
@@ -223,10 +231,16 @@ func (rs *ruleset) addServicePort(svc *Service, sp *ServicePort, v6 bool, eps []
 		)
 		rs.add(ec)
 	}
-	if len(epChains) == 1 {
-		sc.rules = append(sc.rules, rule{gotoChain(epChains[0])})
-	} else {
-		sc.rules = append(sc.rules, rule{numgenVmap{chains: epChains}})
+	// Uniform random choice without a map: rule i takes the connection with
+	// probability 1/(N-i), so each of the N endpoints gets 1/N. A verdict map per
+	// service (numgen … vmap) would make the kernel create and validate one
+	// anonymous set per service, which is quadratic in a large batch.
+	for i, ep := range epChains {
+		if rest := len(epChains) - i; rest > 1 {
+			sc.rules = append(sc.rules, rule{numgenIsZero{uint32(rest)}, gotoChain(ep)})
+		} else {
+			sc.rules = append(sc.rules, rule{gotoChain(ep)})
+		}
 	}
 	rs.add(sc)
 	return svcChain

@@ -339,31 +339,14 @@ func (s dnatTo) exprs(*builder) ([]expr.Any, error) {
 	}, nil
 }
 
-// numgenVmap: numgen random mod N vmap { 0 : goto c0, ... } — uniform random
-// choice among the endpoint chains, through an anonymous verdict map.
-type numgenVmap struct{ chains []string }
+// numgenIsZero: numgen random mod N == 0 (true with probability 1/N).
+type numgenIsZero struct{ n uint32 }
 
-func (s numgenVmap) text() string {
-	parts := make([]string, len(s.chains))
-	for i, c := range s.chains {
-		parts[i] = fmt.Sprintf("%d : goto %s", i, quote(c))
-	}
-	return fmt.Sprintf("numgen random mod %d vmap { %s }", len(s.chains), strings.Join(parts, ", "))
-}
+func (s numgenIsZero) text() string { return fmt.Sprintf("numgen random mod %d == 0", s.n) }
 
-func (s numgenVmap) exprs(b *builder) ([]expr.Any, error) {
-	set := &nftables.Set{Table: b.table, Anonymous: true, Constant: true, IsMap: true,
-		KeyType: nftables.TypeInteger, DataType: nftables.TypeVerdict}
-	elems := make([]nftables.SetElement, len(s.chains))
-	for i, c := range s.chains {
-		elems[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)),
-			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: c}}
-	}
-	if err := b.AddSet(set, elems); err != nil {
-		return nil, fmt.Errorf("numgen map: %w", err)
-	}
+func (s numgenIsZero) exprs(*builder) ([]expr.Any, error) {
 	return []expr.Any{
-		&expr.Numgen{Register: 1, Modulus: uint32(len(s.chains)), Type: unix.NFT_NG_RANDOM},
-		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, DestRegister: 0, IsDestRegSet: true},
+		&expr.Numgen{Register: 1, Modulus: s.n, Type: unix.NFT_NG_RANDOM},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}, nil
 }
