@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"gantry.io/gantry/executor"
 	"gantry.io/gantry/executor/backoff"
 	"gantry.io/gantry/executor/sandbox"
+	"gantry.io/gantry/executor/volumes"
 )
 
 // This package's network: a bridge and subnets no other package's tests use, so the
@@ -132,6 +134,16 @@ func (en *env) shutdown() {
 		en.t.Errorf("sandboxes left at cleanup: %v %v", uids, err)
 	}
 	_ = en.e.Close()
+	// Whatever a failed test left: netns pins, veths, leases and volume mounts.
+	uids, _ := en.sb.List()
+	for _, uid := range uids {
+		_ = en.sb.Teardown(context.Background(), uid)
+	}
+	podsDir := filepath.Join(en.dataDir, "executor", "pods")
+	entries, _ := os.ReadDir(podsDir)
+	for _, d := range entries {
+		_ = volumes.Cleanup(filepath.Join(podsDir, d.Name()))
+	}
 }
 
 func (en *env) sink(u executor.PodStatusUpdate) {
