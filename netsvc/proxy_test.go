@@ -279,6 +279,7 @@ func TestVIPTraffic(t *testing.T) {
 	sh(t, "ip", "-n", client, "addr", "add", "fd00:250::1/64", "dev", veth, "nodad")
 	sh(t, "ip", "-n", backend, "addr", "add", "10.250.0.2/24", "dev", "eth0")
 	sh(t, "ip", "-n", backend, "addr", "add", "fd00:250::2/64", "dev", "eth0", "nodad")
+	sh(t, "ip", "-n", backend, "addr", "add", "10.250.0.3/24", "dev", "eth0")
 	sh(t, "ip", "-n", client, "link", "set", veth, "up")
 	sh(t, "ip", "-n", backend, "link", "set", "eth0", "up")
 	sh(t, "ip", "-n", client, "route", "add", "default", "via", "10.250.0.2")
@@ -289,7 +290,8 @@ func TestVIPTraffic(t *testing.T) {
 		t.Fatalf("backend listen: %v", err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "backend saw %s", r.RemoteAddr)
+		local := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		fmt.Fprintf(w, "backend %s saw %s", local, r.RemoteAddr)
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
@@ -300,11 +302,24 @@ func TestVIPTraffic(t *testing.T) {
 				Ports: []ServicePort{{Name: "http", Port: 80, NodePort: 30080, TargetPort: intstr.FromString("http")}}},
 			{Namespace: "default", Name: "empty", ClusterIPs: []netip.Addr{addr("10.96.0.11"), addr("fd00:10:96::b")},
 				Ports: []ServicePort{{Port: 80}}},
+			{Namespace: "default", Name: "two", ClusterIPs: []netip.Addr{addr("10.96.0.12")}, Ports: []ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
+			{Namespace: "default", Name: "sticky", ClusterIPs: []netip.Addr{addr("10.96.0.13")}, SessionAffinity: AffinityClientIP,
+				Ports: []ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}},
 		},
-		Endpoints: map[ServiceKey][]Endpoint{{"default", "web"}: {
-			{IP: addr("10.250.0.2"), Ports: map[string]int32{"http": 8080}, Ready: true},
-			{IP: addr("fd00:250::2"), Ports: map[string]int32{"http": 8080}, Ready: true},
-		}},
+		Endpoints: map[ServiceKey][]Endpoint{
+			{"default", "web"}: {
+				{IP: addr("10.250.0.2"), Ports: map[string]int32{"http": 8080}, Ready: true},
+				{IP: addr("fd00:250::2"), Ports: map[string]int32{"http": 8080}, Ready: true},
+			},
+			{"default", "two"}: {
+				{IP: addr("10.250.0.2"), Ports: map[string]int32{"": 8080}, Ready: true},
+				{IP: addr("10.250.0.3"), Ports: map[string]int32{"": 8080}, Ready: true},
+			},
+			{"default", "sticky"}: {
+				{IP: addr("10.250.0.2"), Ports: map[string]int32{"": 8080}, Ready: true},
+				{IP: addr("10.250.0.3"), Ports: map[string]int32{"": 8080}, Ready: true},
+			},
+		},
 	}
 	p := newTestProxy(t, clientNS)
 	if err := p.Sync(context.Background(), st); err != nil {
@@ -330,14 +345,14 @@ func TestVIPTraffic(t *testing.T) {
 	for _, tc := range []struct{ target, wantFrom string }{
 		{"10.96.0.10:80", "10.250.0.1:"},
 		{"[fd00:10:96::a]:80", "[fd00:250::1]:"},
-		{"10.250.0.1:30080", "backend saw 10.250.0.1:"}, // NodePort on the node's own address
+		{"10.250.0.1:30080", "saw 10.250.0.1:"}, // NodePort on the node's own address
 	} {
 		body, err := get(tc.target)
 		if err != nil {
 			t.Errorf("connect %s: %v", tc.target, err)
 			continue
 		}
-		if !strings.Contains(body, "backend saw") || !strings.Contains(body, tc.wantFrom) {
+		if !strings.Contains(body, "backend ") || !strings.Contains(body, tc.wantFrom) {
 			t.Errorf("through %s got %q, want the backend's answer seeing %s", tc.target, body, tc.wantFrom)
 		}
 	}
@@ -345,6 +360,29 @@ func TestVIPTraffic(t *testing.T) {
 		_, err := get(target)
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("connect to %s (no endpoints) = %v, want ECONNREFUSED", target, err)
+		}
+	}
+
+	// Random balancing reaches both endpoints; ClientIP affinity pins the client
+	// to one. 40 connections all on one backend by chance: probability 2^-39.
+	for _, tc := range []struct {
+		vip  string
+		want int
+	}{{"10.96.0.12:80", 2}, {"10.96.0.13:80", 1}} {
+		seen := map[string]int{}
+		for i := 0; i < 40; i++ {
+			body, err := get(tc.vip)
+			if err != nil {
+				t.Fatalf("connect %s: %v", tc.vip, err)
+			}
+			for _, b := range []string{"10.250.0.2:8080", "10.250.0.3:8080"} {
+				if strings.Contains(body, "backend "+b) {
+					seen[b]++
+				}
+			}
+		}
+		if len(seen) != tc.want {
+			t.Errorf("40 connections to %s reached backends %v, want %d distinct", tc.vip, seen, tc.want)
 		}
 	}
 
