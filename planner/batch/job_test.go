@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -481,5 +482,31 @@ func TestStoppedPodsAreNotCounted(t *testing.T) {
 	// Once it is gone, Stopped forgets it.
 	if got := Step(j, pods[:0], after.Status, t0.Add(4*time.Second), 1).Status.Stopped; got != nil {
 		t.Fatalf("Stopped = %v after the pod vanished", got)
+	}
+}
+
+// The store keeps JobStatus as JSON: the Kubernetes fields stay at the top level
+// (as `status` of a Job) and a round trip loses nothing Step needs.
+func TestJobStatusJSON(t *testing.T) {
+	t0 := at(t, "2026-03-01T10:00:00Z")
+	c := &cluster{t: t, job: job("j").completions(2).j, seed: 1}
+	p := c.step(t0).Create[0].Name
+	c.finish(p, corev1.PodFailed, t0.Add(time.Second))
+	c.step(t0.Add(2 * time.Second))
+	b, err := json.Marshal(c.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{`"failed":1`, `"startTime":"2026-03-01T10:00:00Z"`, `"counted":["` + p + `"]`, `"failuresSinceSuccess":1`} {
+		if !strings.Contains(string(b), key) {
+			t.Errorf("JSON %s lacks %s", b, key)
+		}
+	}
+	var back JobStatus
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(c.st, back); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
 	}
 }
