@@ -383,3 +383,15 @@ func TestFromCronJob(t *testing.T) {
 		t.Fatalf("owner %v", j.OwnerReferences)
 	}
 }
+
+// @every after a long downtime: the warning, and the latest tick still anchored
+// at the last schedule (07:00:30 + n minutes), found without walking every tick.
+func TestDueEveryAfterLongDowntime(t *testing.T) {
+	cj := cronJob("tick", "@every 1m").created(at(t, "2026-01-01T00:00:00Z")).cj
+	d := Due(cj, CronStatus{LastScheduleTime: at(t, "2026-03-01T07:00:30Z")}, at(t, "2026-03-01T10:00:10Z"))
+	want := cronView{Create: JobName("tick", at(t, "2026-03-01T09:59:30Z")), Scheduled: "2026-03-01T09:59:30Z",
+		Last: "2026-03-01T09:59:30Z", Missed: 101, Events: []string{"TooManyMissedTimes", "SuccessfulCreate"}, Wake: "2026-03-01T10:00:30Z"}
+	if diff := cmp.Diff(want, viewCron(d)); diff != "" {
+		t.Errorf("Due (-want +got):\n%s", diff)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -508,5 +509,43 @@ func TestJobStatusJSON(t *testing.T) {
 	}
 	if diff := cmp.Diff(c.st, back); diff != "" {
 		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+}
+
+func TestIndexedParallelismLowered(t *testing.T) {
+	t0 := at(t, "2026-03-01T10:00:00Z")
+	c := &cluster{t: t, job: job("ix").completions(6).parallelism(3).indexed().j, seed: 1}
+	d := c.step(t0)
+	for _, p := range d.Create {
+		c.run(p.Name)
+	}
+	c.job.Spec.Parallelism = ptrInt32(1)
+	got := c.step(t0.Add(time.Second))
+	check(t, "keeps the lowest index", got, jobView{Stop: []string{d.Create[1].Name, d.Create[2].Name}, Active: 1})
+}
+
+func TestHostnameIsADNSLabel(t *testing.T) {
+	long := strings.Repeat("a", 60) + "-bcd"
+	if h := hostname(long, "12"); len(h) > 63 || !strings.HasSuffix(h, "-12") {
+		t.Fatalf("hostname %q (%d chars)", h, len(h))
+	}
+	if h := hostname(strings.Repeat("a", 59)+"-", "7"); h != strings.Repeat("a", 59)+"-7" {
+		t.Fatalf("hostname %q: want the trailing dash of the cut name dropped", h)
+	}
+}
+
+func TestRef(t *testing.T) {
+	t0 := at(t, "2026-03-01T10:00:00Z")
+	start := metav1.NewTime(t0)
+	for _, tt := range []struct {
+		cond batchv1.JobConditionType
+		want JobResult
+	}{{batchv1.JobComplete, ResultSucceeded}, {batchv1.JobFailed, ResultFailed}, {batchv1.JobSuspended, ResultActive}} {
+		st := JobStatus{JobStatus: batchv1.JobStatus{StartTime: &start,
+			Conditions: []batchv1.JobCondition{{Type: tt.cond, Status: corev1.ConditionTrue, LastTransitionTime: start}}}}
+		r := Ref(job("x").j, st)
+		if r.Result != tt.want || !r.StartTime.Equal(t0) || !r.ScheduledTime.IsZero() {
+			t.Errorf("Ref with %s = %+v, want result %q", tt.cond, r, tt.want)
+		}
 	}
 }
