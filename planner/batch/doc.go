@@ -11,7 +11,8 @@
 //
 // It must never do I/O, read the clock or use global randomness: time and seeds
 // are arguments, and equal arguments give equal results, so every decision can be
-// replayed in a test. It never imports a client of containerd, etcd, git or Vault
+// replayed in a test. The one exception is time zone data: a zone is loaded once
+// (host zoneinfo, else the embedded time/tzdata) and cached for the process. It never imports a client of containerd, etcd, git or Vault
 // (the planner's import rules apply). The caller (package planner, then the control
 // plane) stores the results with compare-and-swap; see README.md for the contract.
 package batch
