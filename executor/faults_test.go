@@ -1,7 +1,9 @@
 package executor_test
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"gantry.io/gantry/executor"
+	"gantry.io/gantry/executor/backoff"
 	"gantry.io/gantry/executor/sandbox"
 )
 
@@ -94,28 +97,60 @@ func TestOOMKilled(t *testing.T) {
 	}
 }
 
-// TestCNIFailure: when the CNI plugin fails the pod stays Pending with the plugin's
-// error, and no veth or IP lease is left behind.
+// TestCNIFailure: when the CNI plugins fail — here host-local has no address left,
+// after bridge already made the veth — the pod stays Pending with the plugin's error,
+// and no veth or IP lease of it is left behind; the pod that holds the only address
+// keeps running.
 func TestCNIFailure(t *testing.T) {
-	bad := sandbox.New(
-		sandbox.WithCNIBinDir(t.TempDir()), // no plugins at all
-		sandbox.WithNetwork("gtest-exe-bad", testBridge),
-		sandbox.WithSubnets(testSubnet4, testSubnet6),
+	const bridge = "gtest-exe1"
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", bridge).Run() })
+	sbDir := filepath.Join(t.TempDir(), "sandbox")
+	// A /30 has one pod address (.249 is the gateway).
+	tiny := sandbox.New(
+		sandbox.WithDataDir(sbDir),
+		sandbox.WithNetwork("gtest-exe-tiny", bridge),
+		sandbox.WithSubnets("10.244.210.248/30", "fd00:10:244:d2:ffff::/120"),
 	)
-	en := newEnv(t, executor.WithSandbox(bad))
-	pod := newPod("nocni", echo("web"))
-	en.e.Sync([]executor.Pod{{Pod: pod}})
-	st := en.waitStatus(pod.UID, 30*time.Second, "sandbox failure in status", func(st corev1.PodStatus) bool {
+	// A long back-off: no second attempt runs while the test looks for leftovers.
+	en := newEnv(t, executor.WithSandbox(tiny), executor.WithBackoff(backoff.Policy{Initial: time.Hour, Max: time.Hour, ResetAfter: time.Hour}))
+	first := newPod("first", echo("web"))
+	en.e.Sync([]executor.Pod{{Pod: first}})
+	en.waitStatus(first.UID, 60*time.Second, "first pod running", running)
+	veths := func() int {
+		out, _ := exec.Command("ip", "-o", "link", "show", "master", bridge).CombinedOutput()
+		return strings.Count(string(out), "veth")
+	}
+	leases := func() []string {
+		var files []string
+		_ = filepath.WalkDir(filepath.Join(sbDir, "ipam"), func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && !strings.HasPrefix(d.Name(), "last_reserved_ip") && d.Name() != "lock" {
+				files = append(files, filepath.Base(p))
+			}
+			return nil
+		})
+		return files
+	}
+	vBefore, lBefore := veths(), leases()
+
+	second := newPod("second", echo("web"))
+	en.e.Sync([]executor.Pod{{Pod: first}, {Pod: second}})
+	st := en.waitStatus(second.UID, 30*time.Second, "sandbox failure in status", func(st corev1.PodStatus) bool {
 		return st.Reason == "FailedCreatePodSandBox"
 	})
 	if st.Phase != corev1.PodPending {
 		t.Errorf("phase = %s, want Pending", st.Phase)
 	}
-	if !strings.Contains(st.Message, "loopback") && !strings.Contains(st.Message, "bridge") {
-		t.Errorf("message %q does not name the failing plugin", st.Message)
+	if !strings.Contains(st.Message, "no IP addresses available") {
+		t.Errorf("message %q does not carry host-local's error", st.Message)
 	}
-	out, _ := exec.Command("ip", "-o", "link", "show", "master", testBridge).CombinedOutput()
-	if strings.Contains(string(out), "veth") {
-		t.Errorf("veth left on %s: %s", testBridge, out)
+	if v := veths(); v != vBefore {
+		t.Errorf("veths on %s: %d before the failed pod, %d after", bridge, vBefore, v)
 	}
+	if l := leases(); len(l) != len(lBefore) {
+		t.Errorf("IP leases: %v before the failed pod, %v after", lBefore, l)
+	}
+	if _, err := os.Stat(filepath.Join(sbDir, "netns", string(second.UID))); !os.IsNotExist(err) {
+		t.Errorf("netns pin of the failed pod exists: %v", err)
+	}
+	en.waitStatus(first.UID, 10*time.Second, "first pod still running", running)
 }
