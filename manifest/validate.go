@@ -239,7 +239,7 @@ func (v *validator) cronJob(c *batchv1.CronJob) {
 	case sched == "":
 		v.errs(field.Required(p.Child("schedule"), ""))
 	default:
-		if _, err := cron.ParseStandard(sched); err != nil {
+		if err := parseCronSchedule(sched); err != nil {
 			v.errs(field.Invalid(p.Child("schedule"), s.Schedule, err.Error()))
 		}
 		if s.TimeZone != nil && (strings.Contains(sched, "TZ=")) {
@@ -431,4 +431,20 @@ func (v *validator) externalSecret(es *ExternalSecret) {
 			v.errs(field.Forbidden(dp.Child("extract", "property"), "extract copies every property; use data[] for one"))
 		}
 	}
+}
+
+// parseCronSchedule parses a CronJob schedule as Kubernetes does (cron.ParseStandard). robfig's
+// parser panics on a TZ= or CRON_TZ= prefix with nothing after it, so that shape is refused
+// first, and any other panic is turned into an error: input must never crash the loader.
+func parseCronSchedule(sched string) (err error) {
+	if (strings.HasPrefix(sched, "TZ=") || strings.HasPrefix(sched, "CRON_TZ=")) && !strings.Contains(sched, " ") {
+		return fmt.Errorf("a time zone prefix must be followed by a schedule, as in \"CRON_TZ=Europe/Berlin 0 3 * * *\"")
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cannot parse schedule: %v", r)
+		}
+	}()
+	_, err = cron.ParseStandard(sched)
+	return err
 }
