@@ -271,6 +271,19 @@ func TestAgentPodManifests(t *testing.T) {
 		t.Errorf("tasks after restart = %v, before = %v", after, before)
 	}
 
+	// A broken manifest is reported and loses nothing that runs.
+	broken := strings.Replace(twoContainerPod, "  containers:", "  notAField: 1\n  containers:", 1)
+	if err := os.WriteFile(filepath.Join(manifests, "web.yaml"), []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the manifest error reported", func() bool {
+		return strings.Contains(agent2.log(), "web.yaml:") && strings.Contains(agent2.log(), "notAField")
+	}, agent2.log)
+	time.Sleep(1500 * time.Millisecond) // three polls
+	if still := taskPIDs(t, cd.Address()); len(still) != len(before) {
+		t.Errorf("tasks after a broken manifest = %v, want the running pod kept", still)
+	}
+
 	netns := filepath.Join(dataDir, "sandbox", "netns", uid)
 	if _, err := os.Stat(netns); err != nil {
 		t.Fatalf("netns pin %s: %v", netns, err)
