@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"sync"
 	"syscall"
 
@@ -31,6 +32,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	conn    *nftables.Conn
 	applied *ruleset // what the kernel holds; nil: unknown, the next Sync replaces the table
+	parts   map[ServiceKey]*servicePart
 	stats   SyncStats
 }
 
@@ -173,9 +175,10 @@ func (p *Proxy) Sync(ctx context.Context, st State) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	want := buildRuleset(st)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	want, parts := buildRulesetCached(st, p.parts)
+	p.parts = parts
 	if p.conn == nil {
 		return fmt.Errorf("proxy is closed: %w", api.ErrFailedPrecondition)
 	}
@@ -258,11 +261,12 @@ func (p *Proxy) update(b *builder, want *ruleset) (SyncStats, error) {
 	for _, name := range sortedKeys(want.maps) {
 		wm, hm := want.maps[name], have.maps[name]
 		var gone []string
-		for _, k := range sortedKeys(hm.elems) {
-			if we, ok := wm.elems[k]; !ok || we.chain != hm.elems[k].chain {
+		for k, he := range hm.elems {
+			if we, ok := wm.elems[k]; !ok || we.chain != he.chain {
 				gone = append(gone, k)
 			}
 		}
+		sort.Strings(gone)
 		if len(gone) > 0 {
 			st.ElementsChanged += len(gone)
 			if err := b.SetDeleteElements(nftMap(b.table, hm), mapElements(hm, gone)); err != nil {
@@ -278,15 +282,19 @@ func (p *Proxy) update(b *builder, want *ruleset) (SyncStats, error) {
 		}
 	}
 	var added, changed []string
-	for _, name := range sortedKeys(want.chains) {
+	for name, wc := range want.chains {
 		hc, ok := have.chains[name]
 		switch {
 		case !ok:
 			added = append(added, name)
-			b.AddChain(nftChain(b.table, want.chains[name]))
-		case hc.fingerprint() != want.chains[name].fingerprint():
+		case hc != wc && hc.fingerprint() != wc.fingerprint():
 			changed = append(changed, name)
 		}
+	}
+	sort.Strings(added)
+	sort.Strings(changed)
+	for _, name := range added {
+		b.AddChain(nftChain(b.table, want.chains[name]))
 	}
 	for _, name := range changed {
 		b.FlushChain(nftChain(b.table, want.chains[name]))
@@ -299,11 +307,12 @@ func (p *Proxy) update(b *builder, want *ruleset) (SyncStats, error) {
 	for _, name := range sortedKeys(want.maps) {
 		wm, hm := want.maps[name], have.maps[name]
 		var fresh []string
-		for _, k := range sortedKeys(wm.elems) {
-			if he, ok := hm.elems[k]; !ok || he.chain != wm.elems[k].chain {
+		for k, we := range wm.elems {
+			if he, ok := hm.elems[k]; !ok || he.chain != we.chain {
 				fresh = append(fresh, k)
 			}
 		}
+		sort.Strings(fresh)
 		if len(fresh) > 0 {
 			st.ElementsChanged += len(fresh)
 			if err := b.SetAddElements(nftMap(b.table, wm), mapElements(wm, fresh)); err != nil {
@@ -312,11 +321,14 @@ func (p *Proxy) update(b *builder, want *ruleset) (SyncStats, error) {
 		}
 	}
 	var deleted []string
-	for _, name := range sortedKeys(have.chains) {
+	for name := range have.chains {
 		if _, ok := want.chains[name]; !ok {
 			deleted = append(deleted, name)
-			b.FlushChain(nftChain(b.table, have.chains[name]))
 		}
+	}
+	sort.Strings(deleted)
+	for _, name := range deleted {
+		b.FlushChain(nftChain(b.table, have.chains[name]))
 	}
 	for _, name := range deleted {
 		b.DelChain(nftChain(b.table, have.chains[name]))

@@ -2,6 +2,7 @@ package netsvc
 
 import (
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,6 +63,25 @@ func TestRenderShapes(t *testing.T) {
 	for _, bad := range []string{"10.244.0.7", "10.244.0.8", "db", "5432"} {
 		if strings.Contains(out, bad) {
 			t.Errorf("rendered rule set mentions %q (unready, terminating or headless)", bad)
+		}
+	}
+}
+
+// TestCachedBuildMatchesFresh: reusing unchanged services' parts gives the same
+// rule set as building from scratch, and reuses exactly the unchanged ones.
+func TestCachedBuildMatchesFresh(t *testing.T) {
+	_, parts := buildRulesetCached(sampleState(), nil)
+	next := sampleState()
+	next.Endpoints[ServiceKey{"default", "web"}][2].Ready = false
+	next.Services = append(next.Services, Service{Namespace: "default", Name: "new", ClusterIPs: []netip.Addr{addr("10.96.0.99")}, Ports: []ServicePort{{Port: 1}}})
+	cached, nextParts := buildRulesetCached(next, parts)
+	if diff := cmp.Diff(renderRuleset(buildRuleset(next), "gantry"), renderRuleset(cached, "gantry")); diff != "" {
+		t.Errorf("cached build differs (-fresh +cached):\n%s", diff)
+	}
+	for key, p := range nextParts {
+		reused := parts[key] == p
+		if wantReused := key.Name != "web" && key.Name != "new"; reused != wantReused {
+			t.Errorf("service %s: reused=%v, want %v", key, reused, wantReused)
 		}
 	}
 }

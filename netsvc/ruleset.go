@@ -2,6 +2,7 @@ package netsvc
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"sort"
 	"strings"
@@ -92,7 +93,12 @@ type affinitySet struct {
 // buildRuleset computes the table for st. Services without VIPs (headless) get no
 // rules; endpoints that are not serving, or lack the port, are left out.
 func buildRuleset(st State) *ruleset {
-	rs := &ruleset{
+	rs, _ := buildRulesetCached(st, nil)
+	return rs
+}
+
+func emptyRuleset() *ruleset {
+	return &ruleset{
 		chains: map[string]*chainSpec{},
 		maps: map[string]*mapSpec{
 			mapServiceIPs4: {name: mapServiceIPs4, elems: map[string]mapElem{}},
@@ -102,6 +108,87 @@ func buildRuleset(st State) *ruleset {
 		},
 		sets: map[string]*affinitySet{},
 	}
+}
+
+// servicePart is what one service contributes to the rule set, remembered with a
+// hash of its inputs so that an unchanged service is not rebuilt on the next Sync
+// (its chains are then the same objects, and the diff skips them at once).
+type servicePart struct {
+	hash  uint64
+	rs    *ruleset
+	count int // services merged under this key (duplicates in the input)
+}
+
+// buildRulesetCached is buildRuleset reusing the parts of prev whose inputs did
+// not change; it returns the parts for the next call.
+func buildRulesetCached(st State, prev map[ServiceKey]*servicePart) (*ruleset, map[ServiceKey]*servicePart) {
+	rs := emptyRuleset()
+	parts := map[ServiceKey]*servicePart{}
+	for i := range st.Services {
+		svc := &st.Services[i]
+		key := svc.Key()
+		eps := st.Endpoints[key]
+		h := hashService(svc, eps)
+		part := prev[key]
+		if part == nil || part.hash != h || part.count != 1 || parts[key] != nil {
+			part = &servicePart{hash: h, rs: emptyRuleset()}
+			part.rs.addService(svc, eps)
+		}
+		if parts[key] != nil {
+			part.count = 2 // a duplicate key: never reuse
+		} else {
+			part.count = 1
+		}
+		parts[key] = part
+		rs.merge(part.rs)
+	}
+	rs.addFixed()
+	return rs, parts
+}
+
+func (rs *ruleset) merge(o *ruleset) {
+	for n, c := range o.chains {
+		rs.chains[n] = c
+	}
+	for n, m := range o.maps {
+		for k, e := range m.elems {
+			rs.maps[n].elems[k] = e
+		}
+	}
+	for n, s := range o.sets {
+		rs.sets[n] = s
+	}
+}
+
+// hashService hashes everything of a service and its endpoints that the rules
+// depend on.
+func hashService(svc *Service, eps []Endpoint) uint64 {
+	h := fnv.New64a()
+	w := func(parts ...any) { fmt.Fprint(h, parts...); h.Write([]byte{0}) }
+	w(svc.Namespace, "/", svc.Name, svc.Headless, svc.SessionAffinity, int64(svc.AffinityTimeout))
+	for _, ip := range svc.ClusterIPs {
+		h.Write(ip.AsSlice())
+	}
+	for _, p := range svc.Ports {
+		w(p.Name, p.Protocol, p.Port, p.NodePort)
+	}
+	for _, ep := range eps {
+		h.Write(ep.IP.AsSlice())
+		w(ep.Ready, ep.Terminating, len(ep.Ports))
+		names := make([]string, 0, len(ep.Ports))
+		for n := range ep.Ports {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			w(n, ep.Ports[n])
+		}
+	}
+	return h.Sum64()
+}
+
+// addFixed adds the base chains and the dispatch chains.
+func (rs *ruleset) addFixed() {
 	rs.add(&chainSpec{name: "prerouting", base: &hookSpec{"prerouting", -100}, rules: []rule{{jumpTo(chainServices)}}})
 	rs.add(&chainSpec{name: "output", base: &hookSpec{"output", -100}, rules: []rule{{jumpTo(chainServices)}}})
 	rs.add(&chainSpec{name: "postrouting", base: &hookSpec{"postrouting", 100}, rules: []rule{{markIsSet{masqMark}, masquerade{}}}})
@@ -114,13 +201,14 @@ func buildRuleset(st State) *ruleset {
 		{nfproto{v6: false}, nodePortVmap{set: mapNodePorts4}},
 		{nfproto{v6: true}, nodePortVmap{set: mapNodePorts6}},
 	}})
+}
 
-	for i := range st.Services {
-		svc := &st.Services[i]
-		if svc.Headless || len(svc.ClusterIPs) == 0 {
-			continue
-		}
-		eps := st.Endpoints[svc.Key()]
+// addService adds the chains, sets and map elements of one service.
+func (rs *ruleset) addService(svc *Service, eps []Endpoint) {
+	if svc.Headless || len(svc.ClusterIPs) == 0 {
+		return
+	}
+	{
 		for _, sp := range svc.Ports {
 			if sp.Port <= 0 || sp.Port > 65535 {
 				continue // invalid input never reaches the kernel
@@ -158,7 +246,6 @@ func buildRuleset(st State) *ruleset {
 			}
 		}
 	}
-	return rs
 }
 
 func (rs *ruleset) add(c *chainSpec) { rs.chains[c.name] = c }
