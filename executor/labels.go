@@ -22,7 +22,7 @@ const (
 	LabelSpecHash     = api.Domain + "/spec-hash"
 	// LabelInit is "true" on init containers.
 	LabelInit = api.Domain + "/init"
-	// LabelStartedAt is the RFC 3339 time the task was started.
+	// LabelStartedAt is the RFC 3339 time the container was created and started.
 	LabelStartedAt = api.Domain + "/started-at"
 	// LabelExitCode is set once the task of an init container has exited; the container
 	// is kept (without task) so a restarted agent knows the init step is done.
