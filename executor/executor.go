@@ -240,8 +240,8 @@ func (e *Executor) Close() error {
 // stopped (preStop, SIGTERM, grace period, SIGKILL) and removed with their sandbox and
 // volumes. Changed ConfigMap/Secret data is written to the pod's volumes in place.
 // Sync returns at once; the work happens in per-pod workers, at most MaxParallel of
-// them pulling, creating or stopping at a time. Pods without a UID, name or containers
-// are skipped and reported through the sink with a Warning event.
+// them pulling, creating or stopping at a time. Entries without a pod, UID or name
+// are ignored. Sync before Start or after Close does nothing.
 func (e *Executor) Sync(pods []Pod) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
