@@ -29,10 +29,13 @@ type Proxy struct {
 	netns  string
 	nsFile *os.File
 
-	mu      sync.Mutex
-	conn    *nftables.Conn
-	applied *ruleset // what the kernel holds; nil: unknown, the next Sync replaces the table
-	parts   map[ServiceKey]*servicePart
+	mu   sync.Mutex
+	conn *nftables.Conn
+	// applied is what the kernel holds, per service; synced is false when that is
+	// unknown (before the first Sync, after a failed one): the next Sync then
+	// replaces the table.
+	applied map[ServiceKey]*servicePart
+	synced  bool
 	stats   SyncStats
 }
 
@@ -177,22 +180,36 @@ func (p *Proxy) Sync(ctx context.Context, st State) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	want, parts := buildRulesetCached(st, p.parts)
-	p.parts = parts
 	if p.conn == nil {
 		return fmt.Errorf("proxy is closed: %w", api.ErrFailedPrecondition)
 	}
+	parts := buildParts(st, p.applied)
 	b := &builder{conn: p.conn, table: p.nftTable()}
 	var stats SyncStats
 	var err error
-	if p.applied == nil {
-		stats, err = p.replace(b, want)
+	if !p.synced {
+		stats, err = p.replace(b, mergeParts(parts))
 	} else {
-		stats, err = p.update(b, want)
+		// Diff only the services whose part changed; the fixed chains never do.
+		have, want := emptyRuleset(), emptyRuleset()
+		for k, np := range parts {
+			if op := p.applied[k]; op != np {
+				if op != nil {
+					have.merge(op.rs)
+				}
+				want.merge(np.rs)
+			}
+		}
+		for k, op := range p.applied {
+			if parts[k] == nil {
+				have.merge(op.rs)
+			}
+		}
+		stats, err = p.update(b, have, want)
 	}
 	if err != nil {
 		// Drop the half-queued batch with the connection that holds it.
-		p.applied = nil
+		p.synced = false
 		if rerr := p.redial(); rerr != nil {
 			return errors.Join(err, rerr)
 		}
@@ -200,11 +217,11 @@ func (p *Proxy) Sync(ctx context.Context, st State) error {
 	}
 	if stats.Messages > 0 {
 		if err := p.conn.Flush(); err != nil {
-			p.applied = nil
+			p.synced = false
 			return fmt.Errorf("nftables batch for table %s (%d messages): %w", p.table, stats.Messages, err)
 		}
 	}
-	p.applied = want
+	p.applied, p.synced = parts, true
 	p.stats = stats
 	return nil
 }
@@ -252,11 +269,10 @@ func (p *Proxy) replace(b *builder, want *ruleset) (SyncStats, error) {
 	return SyncStats{Full: true, Messages: b.n, ChainsAdded: len(names)}, nil
 }
 
-// update queues the difference between p.applied and want, in the order the kernel
+// update queues the difference between have and want, in the order the kernel
 // needs: map elements that go away, new sets and chains, rewritten chains, new
 // elements, then chains and sets nothing references any more.
-func (p *Proxy) update(b *builder, want *ruleset) (SyncStats, error) {
-	have := p.applied
+func (p *Proxy) update(b *builder, have, want *ruleset) (SyncStats, error) {
 	var st SyncStats
 	for _, name := range sortedKeys(want.maps) {
 		wm, hm := want.maps[name], have.maps[name]
@@ -366,7 +382,7 @@ func (p *Proxy) Close() error {
 			}
 		}
 	}
-	p.applied = nil
+	p.applied, p.synced = nil, false
 	p.closeFiles()
 	return err
 }
@@ -377,7 +393,7 @@ func (p *Proxy) Close() error {
 func (p *Proxy) Detach() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.applied = nil
+	p.applied, p.synced = nil, false
 	p.closeFiles()
 }
 

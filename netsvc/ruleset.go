@@ -1,6 +1,7 @@
 package netsvc
 
 import (
+	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
@@ -92,10 +93,7 @@ type affinitySet struct {
 
 // buildRuleset computes the table for st. Services without VIPs (headless) get no
 // rules; endpoints that are not serving, or lack the port, are left out.
-func buildRuleset(st State) *ruleset {
-	rs, _ := buildRulesetCached(st, nil)
-	return rs
-}
+func buildRuleset(st State) *ruleset { return mergeParts(buildParts(st, nil)) }
 
 func emptyRuleset() *ruleset {
 	return &ruleset{
@@ -111,39 +109,60 @@ func emptyRuleset() *ruleset {
 }
 
 // servicePart is what one service contributes to the rule set, remembered with a
-// hash of its inputs so that an unchanged service is not rebuilt on the next Sync
-// (its chains are then the same objects, and the diff skips them at once).
+// hash of its inputs so that an unchanged service is not rebuilt on the next Sync,
+// and the diff skips it by pointer.
 type servicePart struct {
-	hash  uint64
-	rs    *ruleset
-	count int // services merged under this key (duplicates in the input)
+	hash uint64
+	rs   *ruleset
 }
 
-// buildRulesetCached is buildRuleset reusing the parts of prev whose inputs did
-// not change; it returns the parts for the next call.
-func buildRulesetCached(st State, prev map[ServiceKey]*servicePart) (*ruleset, map[ServiceKey]*servicePart) {
-	rs := emptyRuleset()
+// buildParts builds each service's part, reusing the part in prev when the
+// service's inputs did not change. A service whose VIP:port or NodePort is already
+// claimed by an earlier service of st (or that repeats an earlier service's key)
+// is left out: the first in State order wins.
+func buildParts(st State, prev map[ServiceKey]*servicePart) map[ServiceKey]*servicePart {
 	parts := map[ServiceKey]*servicePart{}
+	claimed := map[string]bool{}
 	for i := range st.Services {
 		svc := &st.Services[i]
 		key := svc.Key()
+		if parts[key] != nil {
+			continue
+		}
 		eps := st.Endpoints[key]
 		h := hashService(svc, eps)
 		part := prev[key]
-		if part == nil || part.hash != h || part.count != 1 || parts[key] != nil {
+		if part == nil || part.hash != h {
 			part = &servicePart{hash: h, rs: emptyRuleset()}
 			part.rs.addService(svc, eps)
 		}
-		if parts[key] != nil {
-			part.count = 2 // a duplicate key: never reuse
-		} else {
-			part.count = 1
+		clash := false
+		for mname, m := range part.rs.maps {
+			for k := range m.elems {
+				clash = clash || claimed[mname+"|"+k]
+			}
+		}
+		if clash {
+			continue
+		}
+		for mname, m := range part.rs.maps {
+			for k := range m.elems {
+				claimed[mname+"|"+k] = true
+			}
 		}
 		parts[key] = part
-		rs.merge(part.rs)
 	}
+	return parts
+}
+
+// mergeParts returns the whole table: the fixed chains and every part.
+func mergeParts(parts map[ServiceKey]*servicePart) *ruleset {
+	rs := emptyRuleset()
 	rs.addFixed()
-	return rs, parts
+	for _, p := range parts {
+		rs.merge(p.rs)
+	}
+	return rs
 }
 
 func (rs *ruleset) merge(o *ruleset) {
@@ -164,24 +183,60 @@ func (rs *ruleset) merge(o *ruleset) {
 // depend on.
 func hashService(svc *Service, eps []Endpoint) uint64 {
 	h := fnv.New64a()
-	w := func(parts ...any) { fmt.Fprint(h, parts...); h.Write([]byte{0}) }
-	w(svc.Namespace, "/", svc.Name, svc.Headless, svc.SessionAffinity, int64(svc.AffinityTimeout))
+	var buf [8]byte
+	str := func(s string) {
+		binary.LittleEndian.PutUint32(buf[:4], uint32(len(s)))
+		h.Write(buf[:4])
+		h.Write([]byte(s))
+	}
+	num := func(v int64) {
+		binary.LittleEndian.PutUint64(buf[:], uint64(v))
+		h.Write(buf[:])
+	}
+	flag := func(b bool) {
+		if b {
+			num(1)
+		} else {
+			num(0)
+		}
+	}
+	str(svc.Namespace)
+	str(svc.Name)
+	flag(svc.Headless)
+	str(svc.SessionAffinity)
+	num(int64(svc.AffinityTimeout))
+	num(int64(len(svc.ClusterIPs)))
 	for _, ip := range svc.ClusterIPs {
-		h.Write(ip.AsSlice())
+		str(string(ip.AsSlice()))
 	}
+	num(int64(len(svc.Ports)))
 	for _, p := range svc.Ports {
-		w(p.Name, p.Protocol, p.Port, p.NodePort)
+		str(p.Name)
+		str(p.Protocol)
+		num(int64(p.Port))
+		num(int64(p.NodePort))
 	}
+	num(int64(len(eps)))
 	for _, ep := range eps {
-		h.Write(ep.IP.AsSlice())
-		w(ep.Ready, ep.Terminating, len(ep.Ports))
+		str(string(ep.IP.AsSlice()))
+		flag(ep.Ready)
+		flag(ep.Terminating)
+		num(int64(len(ep.Ports)))
+		if len(ep.Ports) == 1 {
+			for n, v := range ep.Ports {
+				str(n)
+				num(int64(v))
+			}
+			continue
+		}
 		names := make([]string, 0, len(ep.Ports))
 		for n := range ep.Ports {
 			names = append(names, n)
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			w(n, ep.Ports[n])
+			str(n)
+			num(int64(ep.Ports[n]))
 		}
 	}
 	return h.Sum64()
