@@ -226,6 +226,7 @@ type cluster struct {
 	prefCaches map[string]*preferenceCache
 
 	slowPath bool // tests: never take the placement fast path
+	seed     int64
 
 	// hook, if set, is called after each placement decision (benchmarks only).
 	hook func()

@@ -36,6 +36,7 @@ func compute(in Input, opts computeOptions) Plan {
 	c := newCluster(&in, cfg)
 	c.hook = opts.hook
 	c.slowPath = opts.slowPath
+	c.seed = in.Seed
 	plan := Plan{Apps: map[string]AppState{}, Status: map[string]AppStatus{}}
 	c.plan = &plan
 	if in.Desired == nil {
@@ -50,10 +51,15 @@ func compute(in Input, opts computeOptions) Plan {
 			c.reconcileDeployment(a)
 		case KindPod:
 			c.reconcileBarePod(a)
+		case KindJob:
+			c.reconcileJob(a)
+		case KindCronJob:
+			c.reconcileCronJob(a)
 		}
 	}
 	c.prune(&in, byKey, leftGit)
 	c.placeAll(apps)
+	c.settleRuns(apps)
 	for _, a := range apps {
 		plan.Status[a.key] = a.status()
 		if !a.hadState || !a.state.Equal(a.orig) {
@@ -66,10 +72,12 @@ func compute(in Input, opts computeOptions) Plan {
 
 // Empty reports whether the plan changes nothing and expects no change: no pod to
 // place, stop, preempt, adopt or defer to the next round, and no app state to
-// write or forget. Unplaceable pods, status and events are reports, not steps.
+// write or forget, no Job to create or delete. Unplaceable pods, status, events
+// and Wake are reports, not steps.
 func (p Plan) Empty() bool {
 	return len(p.Place) == 0 && len(p.Stop) == 0 && len(p.Preempt) == 0 && len(p.Adopt) == 0 &&
-		len(p.Apps) == 0 && len(p.ForgetApps) == 0 && len(p.Deferred) == 0
+		len(p.Apps) == 0 && len(p.ForgetApps) == 0 && len(p.Deferred) == 0 &&
+		len(p.JobRuns) == 0 && len(p.DeleteJobs) == 0
 }
 
 func (p *Plan) sortSteps() {

@@ -85,6 +85,7 @@ func (r rejection) key() string {
 // scorers read precomputed once.
 type candidate struct {
 	app            *app
+	runPods        []*corev1.Pod // a Job run's pods, placed in order (jobs.go)
 	ns             string
 	rev            *Revision
 	template       *corev1.PodTemplateSpec

@@ -12,19 +12,19 @@ import (
 )
 
 // placeAll places the pods every app asked for, highest priority first (then by
-// app key), one pod at a time through the pipeline. When a pod fits nowhere the
-// rest of its app's pods wait too: they are identical, so they would not fit either.
+// app key), one pod at a time through the pipeline; Job and CronJob apps place
+// the pods their runs create, run by run.
 func (c *cluster) placeAll(apps []*app) {
 	var want []*app
 	for _, a := range apps {
-		if a.create > 0 && a.target != nil && a.target.Template != nil {
+		if a.create > 0 && a.target != nil && a.target.Template != nil || a.pendingRunPods() > 0 {
 			want = append(want, a)
 		}
 	}
 	sort.SliceStable(want, func(i, j int) bool { return want[i].prio > want[j].prio })
 	total := 0
 	for _, a := range want {
-		total += int(a.create)
+		total += int(a.create) + a.pendingRunPods()
 	}
 	if total > 1024 {
 		// Size the name set once instead of growing it pod by pod.
@@ -36,36 +36,49 @@ func (c *cluster) placeAll(apps []*app) {
 	}
 	p := c.newPipeline()
 	for _, a := range want {
-		cd := c.newCandidate(a)
-		for i := int32(0); i < a.create; i++ {
-			node, score, feasible := c.selectNode(&p, cd)
-			if node != nil {
-				c.bind(&p, cd, node, score, feasible)
-				if c.hook != nil {
-					c.hook()
-				}
-				continue
-			}
-			left := int(a.create - i)
-			why, deferred := c.explainRejections(&p, cd)
-			switch {
-			case deferred:
-				a.deferred = left
-				c.plan.Deferred = append(c.plan.Deferred, Deferred{App: a.key, Pods: left, Reason: why})
-			case c.preempt(&p, cd):
-				a.deferred = left
-				c.plan.Deferred = append(c.plan.Deferred, Deferred{App: a.key, Pods: left,
-					Reason: "waiting for preempted pods to stop: " + why})
-			default:
-				a.unplaceable, a.unplaceWhy = left, why
-				c.plan.Unplaceable = append(c.plan.Unplaceable, Unplaceable{App: a.key, Revision: cd.rev.Hash, Pods: left, Reason: why})
-			}
+		if a.kind == KindJob || a.kind == KindCronJob {
+			c.placeRunPods(&p, a)
+			continue
+		}
+		c.placeCandidate(&p, c.newCandidate(a), int(a.create))
+	}
+}
+
+// placeCandidate places n pods of the candidate and returns how many it placed.
+// When one fits nowhere the rest wait too: they are identical, so they would not
+// fit either.
+func (c *cluster) placeCandidate(p *pipeline, cd *candidate, n int) int {
+	a := cd.app
+	for i := 0; i < n; i++ {
+		node, score, feasible := c.selectNode(p, cd)
+		if node != nil {
+			c.bind(p, cd, node, score, feasible)
 			if c.hook != nil {
 				c.hook()
 			}
-			break
+			continue
 		}
+		left := n - i
+		why, deferred := c.explainRejections(p, cd)
+		switch {
+		case deferred:
+			a.deferred += left
+			c.plan.Deferred = append(c.plan.Deferred, Deferred{App: a.key, Pods: left, Reason: why})
+		case c.preempt(p, cd):
+			a.deferred += left
+			c.plan.Deferred = append(c.plan.Deferred, Deferred{App: a.key, Pods: left,
+				Reason: "waiting for preempted pods to stop: " + why})
+		default:
+			a.unplaceable += left
+			a.unplaceWhy = why
+			c.plan.Unplaceable = append(c.plan.Unplaceable, Unplaceable{App: a.key, Revision: cd.rev.Hash, Pods: left, Reason: why})
+		}
+		if c.hook != nil {
+			c.hook()
+		}
+		return i
 	}
+	return n
 }
 
 // newCandidate precomputes what the pipeline reads about the app's target template.
@@ -183,6 +196,9 @@ func podLabels(a *app, rev *Revision) map[string]string {
 // pointers): the plan is data to serialise, not to edit. Deep-copy a pod before
 // changing it.
 func (c *cluster) newPod(cd *candidate, node string) *corev1.Pod {
+	if len(cd.runPods) > 0 {
+		return c.nextRunPod(cd, node)
+	}
 	a, rev := cd.app, cd.rev
 	name := a.name
 	if a.kind == KindDeployment {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -126,6 +127,9 @@ type scenario struct {
 	observed map[string]*corev1.Pod
 	apps     map[string]AppState
 	last     *Plan
+	jobs     map[string]*batchv1.Job     // Jobs in git
+	crons    map[string]*batchv1.CronJob // CronJobs in git
+	runs     map[string]*batchv1.Job     // the store's Job runs, by namespace/name
 }
 
 func newScenario() *scenario {
@@ -136,6 +140,9 @@ func newScenario() *scenario {
 		bare:     map[string]*plannertest.PodBuilder{},
 		observed: map[string]*corev1.Pod{},
 		apps:     map[string]AppState{},
+		jobs:     map[string]*batchv1.Job{},
+		crons:    map[string]*batchv1.CronJob{},
+		runs:     map[string]*batchv1.Job{},
 	}
 }
 
@@ -147,6 +154,12 @@ func (s *scenario) input() Input {
 	for _, p := range s.bare {
 		objs = append(objs, p.Obj().DeepCopy())
 	}
+	for _, j := range s.jobs {
+		objs = append(objs, j.DeepCopy())
+	}
+	for _, cj := range s.crons {
+		objs = append(objs, cj.DeepCopy())
+	}
 	in := Input{Desired: plannertest.Desired(objs...), Now: s.now, Seed: s.round, Config: s.cfg, Apps: map[string]AppState{}}
 	for _, k := range sortedKeys(s.nodes) {
 		in.Nodes = append(in.Nodes, s.nodes[k].DeepCopy())
@@ -156,6 +169,9 @@ func (s *scenario) input() Input {
 	}
 	for k, v := range s.apps {
 		in.Apps[k] = v
+	}
+	for _, k := range sortedKeys(s.runs) {
+		in.Jobs = append(in.Jobs, s.runs[k].DeepCopy())
 	}
 	return in
 }
@@ -170,8 +186,11 @@ func args(fields []string) map[string][]string {
 }
 
 func (s *scenario) run(line string) (string, error) {
-	f := strings.Fields(line)
+	f := splitQuoted(line)
 	cmd, rest := f[0], f[1:]
+	if out, ok, err := s.runBatch(cmd, rest); ok {
+		return out, err
+	}
 	switch cmd {
 	case "node":
 		return s.cmdNode(rest)
@@ -183,6 +202,8 @@ func (s *scenario) run(line string) (string, error) {
 		}
 		delete(s.deps, rest[0])
 		delete(s.bare, rest[0])
+		delete(s.jobs, rest[0])
+		delete(s.crons, rest[0])
 		return "", nil
 	case "plan":
 		s.round++
@@ -415,6 +436,14 @@ func (s *scenario) commit(p *Plan) {
 	for _, pl := range p.Place {
 		s.observed[podKey(pl.Pod.Namespace, pl.Pod.Name)] = pl.Pod.DeepCopy()
 	}
+	for _, d := range p.DeleteJobs {
+		delete(s.runs, podKey(d.Namespace, d.Name))
+	}
+	for _, r := range p.JobRuns {
+		if _, ok := s.runs[podKey(r.Job.Namespace, r.Job.Name)]; !ok { // create-if-absent
+			s.runs[podKey(r.Job.Namespace, r.Job.Name)] = r.Job.DeepCopy()
+		}
+	}
 	for _, a := range p.Adopt {
 		pod := s.observed[podKey(a.Namespace, a.Pod)]
 		if pod.Annotations == nil {
@@ -467,7 +496,7 @@ func (s *scenario) cmdMarkReady(f []string) (string, error) {
 	n := 0
 	for _, sel := range f {
 		for _, p := range s.podsOf(sel) {
-			if p.Spec.NodeName == "" {
+			if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 				continue
 			}
 			if node := s.nodes[p.Spec.NodeName]; node == nil || !isReadyNode(node) {

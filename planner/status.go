@@ -13,6 +13,9 @@ import (
 //	Progressing  the target is not fully available yet, or old pods remain
 //	Healthy      the target runs all replicas available and nothing else
 func (a *app) status() AppStatus {
+	if a.kind == KindJob || a.kind == KindCronJob {
+		return a.batchStatus()
+	}
 	s := AppStatus{Message: a.state.Message}
 	if a.target != nil {
 		s.Revision = a.target.Number

@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // String renders the plan as text, one line per step, in the order the caller
-// applies them (preempt, stop, place), then adoptions, pods that wait or fit
+// applies them (preempt, stop, delete job, create job, place), then adoptions, pods that wait or fit
 // nowhere, events, changed app state, forgotten apps and every app's status.
 // Nothing in a plan is secret: pods carry references to secrets, never values.
 func (p Plan) String() string {
@@ -20,6 +21,12 @@ func (p Plan) String() string {
 	}
 	for _, s := range p.Stop {
 		fmt.Fprintf(&b, "stop %s/%s on %s: %s\n", s.Namespace, s.Pod, orNone(s.Node), s.Reason)
+	}
+	for _, d := range p.DeleteJobs {
+		fmt.Fprintf(&b, "delete job %s/%s: %s\n", d.Namespace, d.Name, d.Reason)
+	}
+	for _, r := range p.JobRuns {
+		fmt.Fprintf(&b, "create job %s/%s: %s\n", r.Job.Namespace, r.Job.Name, r.Reason)
 	}
 	for _, pl := range p.Place {
 		fmt.Fprintf(&b, "place %s/%s on %s: %s\n", pl.Pod.Namespace, pl.Pod.Name, pl.Node, pl.Reason)
@@ -43,6 +50,9 @@ func (p Plan) String() string {
 	for _, k := range sortedKeys(p.Apps) {
 		fmt.Fprintf(&b, "state %s: %s\n", k, p.Apps[k].summary())
 	}
+	if !p.Wake.IsZero() {
+		fmt.Fprintf(&b, "wake %s\n", p.Wake.UTC().Format(time.RFC3339))
+	}
 	for _, k := range p.ForgetApps {
 		fmt.Fprintf(&b, "forget %s\n", k)
 	}
@@ -63,6 +73,9 @@ func (p Plan) String() string {
 // summary renders an AppState in one line: target, history with the available
 // ones marked, progress, failure and pin.
 func (s AppState) summary() string {
+	if len(s.Revisions) == 0 && s.Target == "" && (s.Runs != nil || s.Cron != nil) {
+		return s.batchSummary()
+	}
 	var b strings.Builder
 	num := map[string]int64{}
 	var revs []string

@@ -3,9 +3,11 @@ package planner
 import (
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"gantry.io/gantry/manifest"
+	"gantry.io/gantry/planner/batch"
 )
 
 // Input is everything one reconcile decides from. The planner never mutates it.
@@ -34,6 +36,12 @@ type Input struct {
 	// It is the room for HorizontalPodAutoscaler, which overrides its target's
 	// replicas (DESIGN.md); nil means git's replicas everywhere.
 	ReplicaOverrides map[string]int32
+	// Jobs are the Job runs the store holds: every Job created from an earlier
+	// Plan.JobRuns (and manual runs made from a CronJob), as created. A run belongs
+	// to the app named by its gantry.io/app annotation, else by its gantry.io/job
+	// or gantry.io/cronjob label; runs of neither are ignored. Their status is
+	// AppState.Runs of that app.
+	Jobs []*batchv1.Job
 }
 
 // Scoring selects the resource score of the placement pipeline.
@@ -92,6 +100,21 @@ type AppState struct {
 	// NoPrune records gantry.io/prune: "false" from the last object seen in git, so
 	// pods stay running after the object left git.
 	NoPrune bool `json:"noPrune,omitempty"`
+	// Runs is the status of each run (Job object) of a Job or CronJob app, by run
+	// name: the Kubernetes Job status plus the bookkeeping that keeps it
+	// level-triggered. The caller copies Runs[name].JobStatus into the stored Job's
+	// status for display.
+	Runs map[string]batch.JobStatus `json:"runs,omitempty"`
+	// Cron is the schedule state of a CronJob app; nil for other kinds.
+	Cron *CronState `json:"cron,omitempty"`
+}
+
+// CronState is a CronJob's status as Kubernetes shows it.
+type CronState struct {
+	// LastScheduleTime is the last tick a run was created for; zero if none.
+	LastScheduleTime time.Time `json:"lastScheduleTime"`
+	// Active lists, sorted, the CronJob's runs that have not finished.
+	Active []string `json:"active,omitempty"`
 }
 
 // Revision is one pod template an app has run, keyed by its pod-template hash.
@@ -162,8 +185,17 @@ type Plan struct {
 	Status map[string]AppStatus
 	// Events are the transitions of this reconcile (rollout started, rolled back…).
 	Events []Event
-	// JobRuns is room for Jobs and CronJobs (issue #8); always empty today.
+	// JobRuns lists the Job objects to create, each with create-if-absent: a run's
+	// name derives from the Job's spec hash or the CronJob's tick, so an existing
+	// name means the run exists already (a replayed plan) and is success.
 	JobRuns []JobRun
+	// DeleteJobs lists Job runs to delete (TTL, history limits, concurrencyPolicy
+	// Replace). Their pods, finished or not, are in Stop.
+	DeleteJobs []JobDelete
+	// Wake is when the plan changes without any input changing: the next
+	// CronJob tick, the end of a Job back-off, an active deadline, a TTL. The
+	// reconcile loop comes back then. Zero for none.
+	Wake time.Time
 }
 
 // Placement is one pod to create on one node.
@@ -257,21 +289,27 @@ type Event struct {
 	Message string
 }
 
-// JobRun is room for Jobs and CronJobs (issue #8): one pod run of a Job, named from
-// the Job (and, for a CronJob, the scheduled time) so a run is created exactly once.
+// JobRun is one Job object to create: the run of a Job in git (named
+// <job>-<spec hash>) or of a CronJob's tick (named <cronjob>-<unix minutes>).
+// Its first pods are in Plan.Place of the same plan.
 type JobRun struct {
-	Job string
+	App string
+	Job *batchv1.Job
 	// ScheduledTime is the CronJob tick the run belongs to; zero for a plain Job.
 	ScheduledTime time.Time
-	// Index is the completion index of an Indexed Job; nil for NonIndexed.
-	Index  *int32
-	Pod    *corev1.Pod
-	Node   string
-	Reason string
+	Reason        string
 }
 
-// AppKind is the workload kind of an app. Job, CronJob and DaemonSet are room for
-// later issues; Compute handles Deployment and Pod today.
+// JobDelete is one Job run to delete, with its pods and their logs.
+type JobDelete struct {
+	App       string
+	Namespace string
+	Name      string
+	Reason    string
+}
+
+// AppKind is the workload kind of an app. DaemonSet is room for a later issue;
+// Compute handles Deployment, Pod, Job and CronJob.
 type AppKind string
 
 const (

@@ -3,8 +3,10 @@ package planner
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -46,6 +48,13 @@ type app struct {
 	unplaceable int
 	unplaceWhy  string
 	deferred    int
+
+	// Jobs and CronJobs (jobs.go)
+	job      *batchv1.Job     // git's Job; nil for other kinds or when it left git
+	cron     *batchv1.CronJob // git's CronJob; nil likewise
+	runs     []*jobRun        // sorted by name
+	current  string           // the run of git's Job
+	cronNext time.Time        // next tick of git's CronJob
 }
 
 // buildApps turns Desired into apps, sorted by key.
@@ -103,7 +112,24 @@ func (c *cluster) buildApps(in *Input) (map[string]*app, []*app) {
 				bare: p, meta: &p.ObjectMeta, template: tmpl, replicas: 1}
 			add(a)
 		}
+		for _, j := range d.Jobs {
+			if j == nil {
+				continue
+			}
+			ns := namespaceOf(j.Namespace)
+			add(&app{key: AppKey(KindJob, ns, j.Name), kind: KindJob, ns: ns, name: j.Name,
+				job: j, meta: &j.ObjectMeta, template: &j.Spec.Template})
+		}
+		for _, cj := range d.CronJobs {
+			if cj == nil {
+				continue
+			}
+			ns := namespaceOf(cj.Namespace)
+			add(&app{key: AppKey(KindCronJob, ns, cj.Name), kind: KindCronJob, ns: ns, name: cj.Name,
+				cron: cj, meta: &cj.ObjectMeta, template: &cj.Spec.JobTemplate.Spec.Template})
+		}
 	}
+	c.attachRuns(in, byKey, add)
 	sort.Slice(list, func(i, j int) bool { return list[i].key < list[j].key })
 	return byKey, list
 }
@@ -232,5 +258,5 @@ func (s AppState) Equal(o AppState) bool {
 	if s.Pin != nil && *s.Pin != *o.Pin {
 		return false
 	}
-	return true
+	return batchStateEqual(s, o)
 }

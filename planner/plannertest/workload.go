@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -306,6 +307,12 @@ func Desired(objs ...any) *manifest.Desired {
 		case *corev1.Pod:
 			d.Pods = append(d.Pods, v)
 			d.Objects = append(d.Objects, manifest.Object{APIVersion: "v1", Kind: "Pod", Namespace: v.Namespace, Name: v.Name, Typed: v})
+		case *batchv1.Job:
+			d.Jobs = append(d.Jobs, v)
+			d.Objects = append(d.Objects, manifest.Object{APIVersion: "batch/v1", Kind: "Job", Namespace: v.Namespace, Name: v.Name, Typed: v})
+		case *batchv1.CronJob:
+			d.CronJobs = append(d.CronJobs, v)
+			d.Objects = append(d.Objects, manifest.Object{APIVersion: "batch/v1", Kind: "CronJob", Namespace: v.Namespace, Name: v.Name, Typed: v})
 		}
 	}
 	sort.Slice(d.Deployments, func(i, j int) bool {
@@ -313,6 +320,12 @@ func Desired(objs ...any) *manifest.Desired {
 	})
 	sort.Slice(d.Pods, func(i, j int) bool {
 		return d.Pods[i].Namespace+"/"+d.Pods[i].Name < d.Pods[j].Namespace+"/"+d.Pods[j].Name
+	})
+	sort.Slice(d.Jobs, func(i, j int) bool {
+		return d.Jobs[i].Namespace+"/"+d.Jobs[i].Name < d.Jobs[j].Namespace+"/"+d.Jobs[j].Name
+	})
+	sort.Slice(d.CronJobs, func(i, j int) bool {
+		return d.CronJobs[i].Namespace+"/"+d.CronJobs[i].Name < d.CronJobs[j].Namespace+"/"+d.CronJobs[j].Name
 	})
 	return d
 }
