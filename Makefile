@@ -9,7 +9,7 @@ FUZZTIME  ?= 20s
 TESTFLAGS ?=
 export GANTRY_CACHE := $(CACHE)
 
-.PHONY: all build test test-unit bench fuzz lint images deps run clean
+.PHONY: all build test test-unit bench fuzz lint images deps run clean vault
 
 all: build
 
@@ -24,8 +24,13 @@ deps:
 images:
 	$(GO) run ./e2e/images/build -out $(IMAGES)
 
+## vault: build the Vault dev server the tests run (v1.14.1, MPL-2.0) into .cache/vault/vault;
+## skipped when it is up to date with e2e/tools/vaultdev (see its README).
+vault:
+	bash e2e/tools/vaultdev/build.sh $(CACHE)/vault/vault
+
 ## test: everything CI runs — lint, unit, integration and e2e tests, a bounded fuzz run.
-test: deps images lint
+test: deps images vault lint
 	$(GO) test -count=1 -timeout 40m $(TESTFLAGS) ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./manifest
 
