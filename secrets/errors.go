@@ -87,7 +87,7 @@ func stripURLs(s string) string {
 		if !strings.Contains(f, "://") {
 			continue
 		}
-		trimmed := strings.Trim(f, `"',;()`)
+		trimmed := strings.Trim(f, `"',;:()`)
 		u, err := url.Parse(trimmed)
 		if err != nil {
 			fields[i] = "[url]"

@@ -89,7 +89,7 @@ func (w *leakWatch) check() {
 			for _, f := range forms {
 				if strings.Contains(text, f) {
 					hits++
-					w.t.Errorf("secret %q (or its base64) appears in test output: %s", v[:min(4, len(v))]+"…", text)
+					w.t.Errorf("secret %q… (or its base64) appears in test output: %s", v[:min(4, len(v))], strings.ReplaceAll(text, f, "<LEAKED>"))
 				}
 			}
 		}
