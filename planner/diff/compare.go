@@ -140,7 +140,7 @@ func Compare(base, head *manifest.Desired) Changes {
 		if src, ok := changedCfg[ck]; ok && contains(src.defined, oc.Ref()) {
 			if users := rolledBy[ck]; len(users) > 0 {
 				oc.Notes = append(oc.Notes, "rolls "+strings.Join(users, ", "))
-			} else if oc.Action != Deleted {
+			} else if oc.Action == Changed {
 				oc.Notes = append(oc.Notes, "used by no Deployment or Pod: no pod restarts")
 			}
 		} else if oc.Kind == "ExternalSecret" && oc.Action == Changed {

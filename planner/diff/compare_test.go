@@ -160,9 +160,9 @@ spec:
 					Rollout: &Rollout{Strategy: "RollingUpdate", Replicas: 2, Summary: "new: 2 pods created"},
 					Notes:   []string{"images: new=gantry.test/echo:v1"}},
 				{Kind: "Deployment", Namespace: "default", Name: "old", Action: Deleted,
-					Rollout: &Rollout{Strategy: "RollingUpdate", OldReplicas: 3, Summary: "old: 3 pods stopped (pruned)"}},
+					Rollout: &Rollout{Strategy: "RollingUpdate", OldReplicas: 3, Summary: "old: left git, 3 pods stopped"}},
 				{Kind: "Pod", Namespace: "default", Name: "solo", Action: Deleted,
-					Rollout: &Rollout{Strategy: "Replace", Summary: "solo: 1 pod stopped (pruned)"}},
+					Rollout: &Rollout{Strategy: "Replace", Summary: "solo: left git, 1 pod stopped"}},
 			},
 		},
 		{

@@ -158,7 +158,7 @@ func pruneSummary(name string, meta metav1.ObjectMeta, n int32) string {
 	if meta.Annotations[api.AnnotationPrune] == "false" {
 		return fmt.Sprintf("%s: left git, but %s keep running (%s: \"false\")", name, pods(n), api.AnnotationPrune)
 	}
-	return fmt.Sprintf("%s: %s stopped (pruned)", name, pods(n))
+	return fmt.Sprintf("%s: left git, %s stopped", name, pods(n))
 }
 
 // podTemplate is the template the planner hashes for a bare Pod.
