@@ -66,7 +66,6 @@ type serverOpts struct {
 	clientConfigPath string
 	logger           *slog.Logger
 	now              func() time.Time
-	noLeaderElection bool
 }
 
 // Option configures a Server.

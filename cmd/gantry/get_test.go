@@ -117,7 +117,7 @@ func TestGetOutputGolden(t *testing.T) {
 			if err := printObjects(&out, tt.kind, tt.format, tt.allNS, goldenNow, raw(t, tt.objs...), true); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "get-"+tt.name+".golden", out.Bytes())
+			cliGolden(t, "get-"+tt.name+".golden", out.Bytes())
 		})
 	}
 }
@@ -132,12 +132,12 @@ func TestDescribeGolden(t *testing.T) {
 	if err := describePod(&out, goldenNow, pods[0].(*corev1.Pod), events); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "describe-pod.golden", out.Bytes())
+	cliGolden(t, "describe-pod.golden", out.Bytes())
 	out.Reset()
 	if err := describeNode(&out, goldenNow, goldenNodes()[0].(*corev1.Node), []corev1.Pod{*pods[0].(*corev1.Pod)}, nil); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "describe-node.golden", out.Bytes())
+	cliGolden(t, "describe-node.golden", out.Bytes())
 }
 
 func TestAge(t *testing.T) {
@@ -179,7 +179,7 @@ func TestReadPods(t *testing.T) {
 	}
 }
 
-func golden(t *testing.T, name string, got []byte) {
+func cliGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
 	if *rewrite {

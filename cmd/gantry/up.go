@@ -302,6 +302,7 @@ type upFlags struct {
 	namespace   string
 	bridge      string
 	cniBinDir   string
+	imports     []string
 }
 
 func newUpCmd() *cobra.Command {
@@ -334,6 +335,7 @@ them without restarting them.`,
 	fl.StringVar(&f.namespace, "namespace", "gantry", "containerd namespace of gantry's containers")
 	fl.StringVar(&f.bridge, "bridge", sandbox.DefaultBridge, "Linux bridge the pods are attached to")
 	fl.StringVar(&f.cniBinDir, "cni-bin-dir", sandbox.DefaultCNIBinDir, "directory of the CNI plugins")
+	fl.StringSliceVar(&f.imports, "import", nil, "OCI image archives to load into containerd at start (air-gapped nodes, demos)")
 	return cmd
 }
 
@@ -374,6 +376,13 @@ func runUp(ctx context.Context, f upFlags, stderr io.Writer) error {
 		return err
 	}
 	defer agent.Close()
+	for _, archive := range f.imports {
+		names, err := agent.exec.ImportArchive(ctx, archive)
+		if err != nil {
+			return fmt.Errorf("--import %s: %w", archive, err)
+		}
+		fmt.Fprintf(stderr, "gantry: imported %v from %s\n", names, archive)
+	}
 	printServerInfo(stderr, cp.server)
 	fmt.Fprintf(stderr, "gantry: local node %s runs pods on containerd %s (pod CIDRs %v)\n", agent.creds.NodeName, socket, agent.creds.PodCIDRs)
 	<-ctx.Done()
