@@ -29,7 +29,7 @@ echo "vault: building $out (cold builds take several minutes)"
 cd "$here"
 rm -f "$out.stamp"
 # GOWORK=off: this is its own module, never part of a workspace with the root module.
-GOWORK=off GOFLAGS=-mod=mod go build -trimpath -o "$out.tmp" .
+GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" go build -trimpath -o "$out.tmp" .
 mv -f "$out.tmp" "$out"
 echo "$want" >"$out.stamp"
 echo "vault: built $out ($(du -h "$out" | cut -f1))"
