@@ -126,10 +126,23 @@ func planGolden(t *testing.T, name, got string) {
 	}
 }
 
-// TestPlanRepo runs the offline plan on two branches of a real git repository in
-// each format, with the placement check on two nodes: exit 2 (changes, all fit).
-func TestPlanRepo(t *testing.T) {
+// TestPlanGit runs every git-based case on one real repository made with the git
+// CLI (planRepo).
+func TestPlanGit(t *testing.T) {
 	repo := planRepo(t)
+	t.Run("formats", func(t *testing.T) { testPlanRepo(t, repo) })
+	t.Run("json", func(t *testing.T) { testPlanRepoJSON(t, repo) })
+	t.Run("whole repository", func(t *testing.T) { testPlanWholeRepo(t, repo) })
+	t.Run("no changes", func(t *testing.T) { testPlanNoChanges(t, repo) })
+	t.Run("invalid", func(t *testing.T) { testPlanInvalid(t, repo) })
+	t.Run("too large", func(t *testing.T) { testPlanTooLarge(t, repo) })
+	t.Run("example", func(t *testing.T) { testPlanExample(t, repo) })
+	t.Run("usage errors", func(t *testing.T) { testPlanUsageErrors(t, repo) })
+}
+
+// testPlanRepo runs the offline plan on two branches in each format, with the
+// placement check on two nodes: exit 2 (changes, all fit).
+func testPlanRepo(t *testing.T, repo string) {
 	for _, format := range []string{"text", "markdown", "json"} {
 		t.Run(format, func(t *testing.T) {
 			out, code, err := runPlanArgs(t, "--repo", repo, "--base", "main", "--head", "feature", "--path", "deploy",
@@ -143,9 +156,8 @@ func TestPlanRepo(t *testing.T) {
 	}
 }
 
-// TestPlanRepoJSON checks the JSON output's meaning, beyond the golden file.
-func TestPlanRepoJSON(t *testing.T) {
-	repo := planRepo(t)
+// testPlanRepoJSON checks the JSON output's meaning, beyond the golden file.
+func testPlanRepoJSON(t *testing.T, repo string) {
 	out, code, err := runPlanArgs(t, "--repo", repo, "--base", "main", "--head", "feature", "--path", "deploy", "--format", "json")
 	if err != nil || code != 2 {
 		t.Fatalf("exit %d, err %v", code, err)
@@ -186,6 +198,50 @@ func TestPlanRepoJSON(t *testing.T) {
 	}
 }
 
+// testPlanWholeRepo: without --path the whole tree is read (README.md is not a
+// manifest), and file names are the same.
+func testPlanWholeRepo(t *testing.T, repo string) {
+	args := []string{"--repo", repo, "--base", "main", "--head", "feature", "--format", "json"}
+	whole, code, err := runPlanArgs(t, args...)
+	if err != nil || code != 2 {
+		t.Fatalf("exit %d, err %v", code, err)
+	}
+	sub, _, _ := runPlanArgs(t, append(args, "--path", "./deploy/")...)
+	if diff := cmp.Diff(sub, whole); diff != "" {
+		t.Errorf("--path deploy and the whole repository differ (-path +whole):\n%s", diff)
+	}
+}
+
+// TestPlanSecretValues: a plain Secret (with --allow-plain-secrets) changed
+// between two directories shows its keys and fingerprints, never its values.
+func TestPlanSecretValues(t *testing.T) {
+	base, head := t.TempDir(), t.TempDir()
+	secret := func(v string) []byte {
+		return []byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: " + v + "\n")
+	}
+	if err := os.WriteFile(filepath.Join(base, "s.yaml"), secret("base-value-4b1d"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(head, "s.yaml"), secret("head-value-9c2e"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"text", "markdown", "json"} {
+		out, code, err := runPlanArgs(t, "--allow-plain-secrets", "--format", format, base, head)
+		if err != nil || code != 2 {
+			t.Fatalf("%s: exit %d, err %v:\n%s", format, code, err, out)
+		}
+		if strings.Contains(out, "base-value-4b1d") || strings.Contains(out, "head-value-9c2e") {
+			t.Errorf("%s output shows a secret value:\n%s", format, out)
+		}
+		if !strings.Contains(out, "stringData.password") || !strings.Contains(out, "(secret sha256:") {
+			t.Errorf("%s output does not show the changed key with a fingerprint:\n%s", format, out)
+		}
+	}
+	if out, code, _ := runPlanArgs(t, base, head); code != 1 || !strings.Contains(out, "s.yaml:") {
+		t.Errorf("without --allow-plain-secrets a Secret with values is an error with file:line; exit %d:\n%s", code, out)
+	}
+}
+
 // TestPlanDirs compares two directories; one directory alone is all created.
 func TestPlanDirs(t *testing.T) {
 	out, code, err := runPlanArgs(t, "testdata/plan/base", "testdata/plan/head")
@@ -206,18 +262,16 @@ func TestPlanDirs(t *testing.T) {
 	}
 }
 
-// TestPlanNoChanges: the same ref twice is exit 0.
-func TestPlanNoChanges(t *testing.T) {
-	repo := planRepo(t)
+// testPlanNoChanges: the same ref twice is exit 0.
+func testPlanNoChanges(t *testing.T, repo string) {
 	out, code, err := runPlanArgs(t, "--repo", repo, "--base", "main", "--head", "main", "--path", "deploy", "--node", "name=n1,cpu=8,mem=16Gi")
 	if err != nil || code != 0 || !strings.Contains(out, "\nno changes\n") {
 		t.Errorf("exit %d, err %v, want 0 and \"no changes\":\n%s", code, err, out)
 	}
 }
 
-// TestPlanInvalid: head with validation errors prints them with file:line, exit 1.
-func TestPlanInvalid(t *testing.T) {
-	repo := planRepo(t)
+// testPlanInvalid: head with validation errors prints them with file:line, exit 1.
+func testPlanInvalid(t *testing.T, repo string) {
 	out, code, err := runPlanArgs(t, "--repo", repo, "--base", "main", "--head", "invalid", "--path", "deploy")
 	if err != nil || code != 1 {
 		t.Fatalf("exit %d, err %v, want 1:\n%s", code, err, out)
@@ -228,10 +282,9 @@ func TestPlanInvalid(t *testing.T) {
 	planGolden(t, "invalid.txt.golden", out)
 }
 
-// TestPlanTooLarge is the merge gate: a branch that adds a pod too large for any
+// testPlanTooLarge is the merge gate: a branch that adds a pod too large for any
 // node → exit 1 with the reason, in the markdown a CI job would post.
-func TestPlanTooLarge(t *testing.T) {
-	repo := planRepo(t)
+func testPlanTooLarge(t *testing.T, repo string) {
 	out, code, err := runPlanArgs(t, "--repo", repo, "--base", "main", "--head", "toolarge", "--path", "deploy",
 		"--nodes", "testdata/plan/nodes.yaml", "--format", "markdown")
 	if err != nil || code != 1 {
@@ -243,9 +296,8 @@ func TestPlanTooLarge(t *testing.T) {
 	planGolden(t, "toolarge.md.golden", out)
 }
 
-// TestPlanExample keeps docs/examples/plan-markdown.md the output of real runs.
-func TestPlanExample(t *testing.T) {
-	repo := planRepo(t)
+// testPlanExample keeps docs/examples/plan-markdown.md the output of real runs.
+func testPlanExample(t *testing.T, repo string) {
 	feature, code, err := runPlanArgs(t, "--repo", repo, "--base", "main", "--head", "feature", "--path", "deploy",
 		"--nodes", "testdata/plan/nodes.yaml", "--format", "markdown")
 	if err != nil || code != 2 {
@@ -299,9 +351,8 @@ and 8 GiB). See [docs/PLAN.md](../PLAN.md) for what each part means.
 	}
 }
 
-// TestPlanUsageErrors: bad flags and missing refs are errors with a class.
-func TestPlanUsageErrors(t *testing.T) {
-	repo := planRepo(t)
+// testPlanUsageErrors: bad flags and missing refs are errors with a class.
+func testPlanUsageErrors(t *testing.T, repo string) {
 	cases := []struct {
 		name string
 		args []string
