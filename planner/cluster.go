@@ -36,6 +36,7 @@ type nodeInfo struct {
 	antiTerms      []setCount       // required anti-affinity terms of its pods
 	pods           []*podRec
 	preemptedFor   string // set when this plan preempts pods here
+	nominatedPrio  int32  // the preempting pod's priority, when preemptedFor is set
 	hostnameDomain string
 }
 
@@ -88,7 +89,7 @@ func (c *cluster) syncHot(n *nodeInfo) {
 	h := &c.hot[n.idx]
 	h.freeCPU, h.freeMem, h.freePods = n.freeCPU(), n.freeMem(), n.freePods()
 	h.starts = int32(n.starts)
-	h.plain = n.ready && !n.unschedulable && len(n.taints) == 0
+	h.plain = n.ready && !n.unschedulable && len(n.taints) == 0 && n.preemptedFor == ""
 	h.anti = len(n.antiTerms) > 0
 }
 

@@ -38,6 +38,7 @@ const (
 	rejAnti
 	rejSpread
 	rejStartCap
+	rejNominated
 )
 
 // rejection is why a filter refused a node. It is built without allocating; the
@@ -77,6 +78,8 @@ func (r rejection) key() string {
 		return r.spread.describe()
 	case rejStartCap:
 		return fmt.Sprintf("start cap reached (%d per node per round)", r.limit)
+	case rejNominated:
+		return fmt.Sprintf("room reserved for a preempting pod (priority %d)", r.limit)
 	}
 	return "fits"
 }
@@ -140,6 +143,7 @@ func (c *cluster) newPipeline() pipeline {
 			hostPortFilter{},
 			antiAffinityFilter{idx: &c.anti},
 			spreadFilter{},
+			nominatedFilter{},
 			startCapFilter{limit: c.cfg.MaxStartsPerNodePerRound},
 		},
 		scorers: []scorer{
@@ -235,7 +239,7 @@ type reasonGroup struct {
 // explainRejections scans every node and renders the reason counts in the form
 // "0/3 nodes fit: 2 insufficient memory (needs 4Gi, most free 2Gi), 1 untolerated
 // taint dedicated=db:NoSchedule". deferred is true if some node refused only
-// because of the start cap.
+// because of the start cap or a preempting pod's reservation.
 func (c *cluster) explainRejections(p *pipeline, cd *candidate) (text string, deferred bool) {
 	groups := map[string]*reasonGroup{}
 	for _, n := range c.nodes {
@@ -243,8 +247,8 @@ func (c *cluster) explainRejections(p *pipeline, cd *candidate) (text string, de
 		if r.code == rejNone {
 			continue
 		}
-		if r.code == rejStartCap {
-			deferred = true
+		if r.code == rejStartCap || r.code == rejNominated {
+			deferred = true // it passed every other filter: it waits, it is not unplaceable
 		}
 		k := r.key()
 		g := groups[k]

@@ -43,6 +43,8 @@ func (c *cluster) preempt(p *pipeline, cd *candidate) bool {
 		return false
 	}
 	bestNode.preemptedFor = cd.app.key
+	bestNode.nominatedPrio = cd.prio
+	c.syncHot(bestNode) // the node is no longer plain: nominatedFilter applies
 	for _, v := range best {
 		v.gone = true
 		c.plan.Preempt = append(c.plan.Preempt, Eviction{Namespace: v.ns, Pod: v.name, Node: bestNode.name,
@@ -125,4 +127,17 @@ func maxPrio(v []*podRec) int32 {
 		m = max(m, p.prio)
 	}
 	return m
+}
+
+// nominatedFilter keeps pods of lower priority than a preempting pod off the node
+// it preempted on, for the rest of the plan, so they cannot take room that frees
+// up there (a Job pod finishing, say) and make the preemption start over, as
+// kube-scheduler considers nominated pods when it filters lower-priority ones.
+type nominatedFilter struct{}
+
+func (nominatedFilter) check(c *candidate, n *nodeInfo) rejection {
+	if n.preemptedFor != "" && c.prio < n.nominatedPrio {
+		return rejection{code: rejNominated, limit: int(n.nominatedPrio)}
+	}
+	return rejection{}
 }

@@ -16,7 +16,8 @@ import (
 
 // randomScenario builds a random cluster and workload from seed: 2–7 nodes of
 // varied sizes (some tainted or labelled), 1–6 Deployments with varied replicas,
-// requests, strategies, priorities, anti-affinity and spread.
+// requests, strategies, priorities, anti-affinity and spread, 0–2 Jobs and maybe
+// a CronJob every minute.
 func randomScenario(seed uint64) *scenario {
 	r := rand.New(rand.NewPCG(seed, 7))
 	s := newScenario()
@@ -64,7 +65,42 @@ func randomScenario(seed uint64) *scenario {
 		})
 		s.deps[name] = b
 	}
+	// Jobs and a CronJob in the mix: their pods go through the same placement.
+	modes := []string{"NonIndexed", "Indexed"}
+	for i := range r.IntN(3) {
+		name := fmt.Sprintf("job%d", i)
+		j := newTestJob(name)
+		_ = applyJobArgs(&j.Spec, map[string][]string{
+			"completions": {fmt.Sprint(1 + r.IntN(4))}, "parallelism": {fmt.Sprint(1 + r.IntN(3))},
+			"mode": {modes[r.IntN(2)]}, "backoff": {fmt.Sprint(r.IntN(3))},
+			"cpu": {reqCPU[r.IntN(len(reqCPU))]}, "mem": {reqMem[r.IntN(len(reqMem))]},
+		})
+		s.jobs[name] = j
+	}
+	if r.IntN(2) == 0 {
+		policies := []string{"Allow", "Forbid", "Replace"}
+		if _, err := s.run(fmt.Sprintf(`apply-cronjob cron schedule="*/1 * * * *" policy=%s backoff=1 ttl=%d cpu=%s mem=%s`,
+			policies[r.IntN(3)], 30*r.IntN(3), reqCPU[r.IntN(len(reqCPU))], reqMem[r.IntN(len(reqMem))])); err != nil {
+			panic(err)
+		}
+	}
 	return s
+}
+
+// finishJobPods ends each running, ready Job pod with probability 1/2: Succeeded
+// four times in five, else Failed.
+func (s *scenario) finishJobPods(r *rand.Rand) {
+	for _, k := range sortedKeys(s.observed) {
+		p := s.observed[k]
+		if p.Labels["batch.kubernetes.io/job-name"] == "" || podState(p) != "ready" || r.IntN(2) == 0 {
+			continue
+		}
+		phase := corev1.PodSucceeded
+		if r.IntN(5) == 0 {
+			phase = corev1.PodFailed
+		}
+		p.Status.Phase = phase
+	}
 }
 
 func randomFencepost(r *rand.Rand) (surge, unavail string) {
@@ -97,6 +133,9 @@ func (s *scenario) checkNoOvercommit(t *testing.T, ctx string) {
 	t.Helper()
 	use := map[string][3]int64{}
 	for _, p := range s.observed {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue // a finished pod holds nothing
+		}
 		c, m := podRequests(&p.Spec)
 		u := use[p.Spec.NodeName]
 		use[p.Spec.NodeName] = [3]int64{u[0] + c, u[1] + m, u[2] + 1}
@@ -148,7 +187,8 @@ func (s *scenario) stepChecked(t *testing.T, r *rand.Rand, allReady bool, ctx st
 	if slow := compute(s.input(), computeOptions{slowPath: true}); slow.String() != p.String() {
 		t.Fatalf("%s: the placement fast path decides differently (-slow +fast):\n%s", ctx, cmp.Diff(slow.String(), p.String()))
 	}
-	if !apiequality.Semantic.DeepEqual(in.Nodes, s.input().Nodes) || !apiequality.Semantic.DeepEqual(in.Observed, s.input().Observed) {
+	if !apiequality.Semantic.DeepEqual(in.Nodes, s.input().Nodes) || !apiequality.Semantic.DeepEqual(in.Observed, s.input().Observed) ||
+		!apiequality.Semantic.DeepEqual(in.Jobs, s.input().Jobs) {
 		t.Fatalf("%s: Compute mutated its input", ctx)
 	}
 	totalBefore, availBefore := s.appCounts()
@@ -175,7 +215,11 @@ func (s *scenario) stepChecked(t *testing.T, r *rand.Rand, allReady bool, ctx st
 				ctx, app, got, minAvail[app], availBefore[app], p)
 		}
 	}
+	s.finishJobPods(r)
 	for _, pod := range s.observed {
+		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			continue
+		}
 		if allReady || r.IntN(3) > 0 {
 			if n := s.nodes[pod.Spec.NodeName]; n != nil && isReadyNode(n) {
 				s.setReady(pod, true)
@@ -209,6 +253,14 @@ func TestPropertyInvariants(t *testing.T) {
 	if testing.Short() {
 		seeds = 40
 	}
+	completed, cronRuns := 0, 0
+	defer func() {
+		// The mix must really hold jobs: runs completed, CronJob runs created.
+		t.Logf("%d Job runs complete, %d CronJob runs in the store at the end", completed, cronRuns)
+		if !t.Failed() && (completed == 0 || cronRuns == 0) {
+			t.Errorf("jobs not exercised: %d runs complete, %d CronJob runs", completed, cronRuns)
+		}
+	}()
 	for seed := range uint64(seeds) {
 		r := rand.New(rand.NewPCG(seed, 99))
 		s := randomScenario(seed)
@@ -234,13 +286,26 @@ func TestPropertyInvariants(t *testing.T) {
 		s.now = s.now.Add(defaultNodeLostGrace)
 		s.converge(t, r, ctx+" after node loss")
 		for _, pod := range s.observed {
-			if pod.Spec.NodeName == lost && pod.Annotations[AnnotationApp] != "" {
+			finished := pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+			if pod.Spec.NodeName == lost && pod.Annotations[AnnotationApp] != "" && !finished {
 				t.Fatalf("%s: pod %s still on lost node %s", ctx, pod.Name, lost)
 			}
 		}
 		final := Compute(s.input())
 		if !final.Empty() {
 			t.Fatalf("%s: converged state plans again:\n%s", ctx, final)
+		}
+		for _, st := range s.apps {
+			for _, run := range st.Runs {
+				if c, ok := run.Finished(); ok && c == "Complete" {
+					completed++
+				}
+			}
+		}
+		for _, j := range s.runs {
+			if j.Labels["gantry.io/cronjob"] != "" {
+				cronRuns++
+			}
 		}
 	}
 }
