@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sort"
 	"sync"
@@ -37,6 +38,9 @@ type Proxy struct {
 	applied map[ServiceKey]*servicePart
 	synced  bool
 	stats   SyncStats
+	// hairpin counts, per endpoint address, the applied services that use it:
+	// the address's hairpin element goes when the count falls to zero.
+	hairpin map[netip.Addr]int
 }
 
 // Option configures a Proxy.
@@ -187,6 +191,7 @@ func (p *Proxy) Sync(ctx context.Context, st State) error {
 	b := &builder{conn: p.conn, table: p.nftTable()}
 	var stats SyncStats
 	var err error
+	var hpDelta map[netip.Addr]int
 	if !p.synced {
 		stats, err = p.replace(b, mergeParts(parts))
 	} else {
@@ -205,7 +210,34 @@ func (p *Proxy) Sync(ctx context.Context, st State) error {
 				have.merge(op.rs)
 			}
 		}
+		hpDelta = map[netip.Addr]int{}
+		for k, np := range parts {
+			if op := p.applied[k]; op != np {
+				if op != nil {
+					countHairpin(hpDelta, op, -1)
+				}
+				countHairpin(hpDelta, np, 1)
+			}
+		}
+		for k, op := range p.applied {
+			if parts[k] == nil {
+				countHairpin(hpDelta, op, -1)
+			}
+		}
+		var hpAdd, hpDel []netip.Addr
+		for a, d := range hpDelta {
+			was := p.hairpin[a]
+			switch now := was + d; {
+			case was == 0 && now > 0:
+				hpAdd = append(hpAdd, a)
+			case was > 0 && now <= 0:
+				hpDel = append(hpDel, a)
+			}
+		}
 		stats, err = p.update(b, have, want)
+		if err == nil {
+			err = b.hairpinElements(hpDel, hpAdd, &stats)
+		}
 	}
 	if err != nil {
 		// Drop the half-queued batch with the connection that holds it.
@@ -221,9 +253,29 @@ func (p *Proxy) Sync(ctx context.Context, st State) error {
 			return fmt.Errorf("nftables batch for table %s (%d messages): %w", p.table, stats.Messages, err)
 		}
 	}
+	if hpDelta == nil {
+		p.hairpin = map[netip.Addr]int{}
+		for _, part := range parts {
+			countHairpin(p.hairpin, part, 1)
+		}
+	} else {
+		for a, d := range hpDelta {
+			if n := p.hairpin[a] + d; n > 0 {
+				p.hairpin[a] = n
+			} else {
+				delete(p.hairpin, a)
+			}
+		}
+	}
 	p.applied, p.synced = parts, true
 	p.stats = stats
 	return nil
+}
+
+func countHairpin(m map[netip.Addr]int, part *servicePart, d int) {
+	for a := range part.rs.hairpin {
+		m[a] += d
+	}
 }
 
 // replace queues: delete the old table if any, then create everything.
@@ -250,6 +302,17 @@ func (p *Proxy) replace(b *builder, want *ruleset) (SyncStats, error) {
 	for _, name := range sortedKeys(want.sets) {
 		if err := b.AddSet(nftAffinitySet(b.table, want.sets[name]), nil); err != nil {
 			return SyncStats{}, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	for _, v6 := range []bool{false, true} {
+		s := nftHairpinSet(b.table, v6)
+		if err := b.AddSet(s, nil); err != nil {
+			return SyncStats{}, fmt.Errorf("set %s: %w", s.Name, err)
+		}
+		if ips := want.hairpinAddrs(v6); len(ips) > 0 {
+			if err := b.SetAddElements(s, hairpinElements(ips)); err != nil {
+				return SyncStats{}, fmt.Errorf("set %s elements: %w", s.Name, err)
+			}
 		}
 	}
 	for _, name := range names {
@@ -436,6 +499,52 @@ func nftMap(t *nftables.Table, m *mapSpec) *nftables.Set {
 		key = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
 	}
 	return &nftables.Set{Table: t, Name: m.name, IsMap: true, KeyType: key, DataType: nftables.TypeVerdict}
+}
+
+func nftHairpinSet(t *nftables.Table, v6 bool) *nftables.Set {
+	if v6 {
+		return &nftables.Set{Table: t, Name: setHairpin6, KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeIP6Addr)}
+	}
+	return &nftables.Set{Table: t, Name: setHairpin4, KeyType: nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeIPAddr)}
+}
+
+// hairpinElements encodes "a . a" for each address (all of one family).
+func hairpinElements(ips []netip.Addr) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(ips))
+	for _, ip := range ips {
+		a := ip.AsSlice()
+		out = append(out, nftables.SetElement{Key: append(append([]byte(nil), a...), a...)})
+	}
+	return out
+}
+
+// hairpinElements queues the deletion and addition of hairpin elements, per
+// family, and counts them in st.
+func (b *builder) hairpinElements(del, add []netip.Addr, st *SyncStats) error {
+	for _, v6 := range []bool{false, true} {
+		s := nftHairpinSet(b.table, v6)
+		for _, op := range []struct {
+			ips []netip.Addr
+			fn  func(*nftables.Set, []nftables.SetElement) error
+		}{{del, b.SetDeleteElements}, {add, b.SetAddElements}} {
+			var fam []netip.Addr
+			for _, a := range op.ips {
+				if a.Is6() == v6 {
+					fam = append(fam, a)
+				}
+			}
+			if len(fam) == 0 {
+				continue
+			}
+			sort.Slice(fam, func(i, j int) bool { return fam[i].Less(fam[j]) })
+			if err := op.fn(s, hairpinElements(fam)); err != nil {
+				return fmt.Errorf("set %s: %w", s.Name, err)
+			}
+			st.ElementsChanged += len(fam)
+		}
+	}
+	st.Messages = b.n
+	return nil
 }
 
 func nftAffinitySet(t *nftables.Table, s *affinitySet) *nftables.Set {

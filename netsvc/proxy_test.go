@@ -84,7 +84,7 @@ func readTable(t *testing.T, nsPath, table string) (*kernelView, bool) {
 		t.Fatalf("sets: %v", err)
 	}
 	for _, s := range sets {
-		if s.Anonymous || !s.IsMap {
+		if s.Anonymous || !s.IsMap && s.Name != setHairpin4 && s.Name != setHairpin6 {
 			continue
 		}
 		els, err := c.GetSetElements(s)
@@ -93,7 +93,11 @@ func readTable(t *testing.T, nsPath, table string) (*kernelView, bool) {
 		}
 		m := map[string]string{}
 		for _, e := range els {
-			m[fmt.Sprintf("%x", e.Key)] = verdictChain(t, e)
+			if s.IsMap {
+				m[fmt.Sprintf("%x", e.Key)] = verdictChain(t, e)
+			} else {
+				m[fmt.Sprintf("%x", e.Key)] = ""
+			}
 		}
 		v.elems[s.Name] = m
 	}
@@ -131,6 +135,13 @@ func modelView(st State) *kernelView {
 			els[fmt.Sprintf("%x", e.Key)] = e.VerdictData.Chain
 		}
 		v.elems[name] = els
+	}
+	for _, v6 := range []bool{false, true} {
+		els := map[string]string{}
+		for _, e := range hairpinElements(rs.hairpinAddrs(v6)) {
+			els[fmt.Sprintf("%x", e.Key)] = ""
+		}
+		v.elems[nftHairpinSet(nil, v6).Name] = els
 	}
 	return v
 }
@@ -189,8 +200,9 @@ func TestSyncIncremental(t *testing.T) {
 		t.Fatalf("incremental Sync: %v", err)
 	}
 	s := p.Stats()
-	// added: ep .7, ep .30; changed: svc web v4, svc empty; deleted: ep .6
-	want := SyncStats{Messages: s.Messages, ChainsAdded: 2, ChainsChanged: 2, ChainsDeleted: 1}
+	// changed: svc web v4, svc empty (the DNATs live in the service chains);
+	// hairpin elements: .6 goes, .7 and .30 come.
+	want := SyncStats{Messages: s.Messages, ChainsChanged: 2, ElementsChanged: 3}
 	if diff := cmp.Diff(want, s); diff != "" {
 		t.Errorf("stats (-want +got):\n%s", diff)
 	}
@@ -202,7 +214,7 @@ func TestSyncIncremental(t *testing.T) {
 		t.Errorf("elements after update (-model +kernel):\n%s", diff)
 	}
 	// Untouched chains keep their rules (same handles): they were not rewritten.
-	for _, name := range []string{"svc/default/web/tcp/80/v6", "ep/default/web/tcp/80/10.244.0.5:8080", "svc/default/sticky/tcp/8080/v4", "services"} {
+	for _, name := range []string{"svc/default/web/tcp/80/v6", "ep/default/sticky/tcp/8080/10.244.0.9:8080", "svc/default/sticky/tcp/8080/v4", "services", "postrouting"} {
 		if !cmp.Equal(before.handle[name], after.handle[name]) {
 			t.Errorf("chain %s was rewritten: handles %v → %v", name, before.handle[name], after.handle[name])
 		}
@@ -218,6 +230,9 @@ func TestSyncIncremental(t *testing.T) {
 	empty, _ := readTable(t, ns, DefaultTableName)
 	if diff := cmp.Diff(modelView(State{}).chains, empty.chains); diff != "" {
 		t.Errorf("chains after removing all services (-model +kernel):\n%s", diff)
+	}
+	if diff := cmp.Diff(modelView(State{}).elems, empty.elems); diff != "" {
+		t.Errorf("elements after removing all services (-model +kernel):\n%s", diff)
 	}
 }
 

@@ -47,12 +47,17 @@ func TestRenderShapes(t *testing.T) {
 	out := Render(sampleState())
 	for _, want := range []string{
 		// random balancing over the two ready v4 endpoints, not the unready or terminating ones
-		"numgen random mod 2 == 0 goto \"ep/default/web/tcp/80/10.244.0.5:8080\"\n\t\tgoto \"ep/default/web/tcp/80/10.244.0.6:8080\"\n\t}",
+		"numgen random mod 2 == 0 dnat ip to 10.244.0.5:8080\n\t\tdnat ip to 10.244.0.6:8080\n\t}",
 		`dnat ip6 to [fd00:244::5]:8080`,
 		`10.96.0.12 . tcp . 80 : goto "svc/default/empty/tcp/80/v4"`,
 		`reject with tcp reset`,
 		`tcp . 30080 : goto "ext/default/web/tcp/80/v4"`,
-		`ip saddr 10.244.0.5 meta mark set meta mark | 0x00004000`,
+		// hairpin: an endpoint reaching itself through its VIP is masqueraded
+		"meta nfproto ipv4 ip saddr . ip daddr @hairpin masquerade",
+		"\t\t\t10.244.0.5 . 10.244.0.5,\n",
+		"\t\t\tfd00:244::6 . fd00:244::6,\n",
+		// ClientIP affinity keeps a chain per endpoint
+		`ip saddr @"aff/default/sticky/tcp/8080/10.244.0.9:8080" goto "ep/default/sticky/tcp/8080/10.244.0.9:8080"`,
 		`update @"aff/default/sticky/tcp/8080/10.244.0.9:8080" { ip saddr timeout 10m }`,
 		`udp . 53 : goto "svc/kube-system/dns/udp/53/v4"`,
 	} {
@@ -60,7 +65,7 @@ func TestRenderShapes(t *testing.T) {
 			t.Errorf("rendered rule set lacks %q", want)
 		}
 	}
-	for _, bad := range []string{"10.244.0.7", "10.244.0.8", "db", "5432"} {
+	for _, bad := range []string{"10.244.0.7", "10.244.0.8", "db", "5432", "ep/default/web/"} {
 		if strings.Contains(out, bad) {
 			t.Errorf("rendered rule set mentions %q (unready, terminating or headless)", bad)
 		}

@@ -18,6 +18,8 @@ const (
 	mapNodePorts6  = "service-nodeports6"
 	chainServices  = "services"
 	chainNodePorts = "nodeports"
+	setHairpin4    = "hairpin"
+	setHairpin6    = "hairpin6"
 
 	// masqMark is the packet mark bit set on connections that must be
 	// masqueraded (hairpin and NodePort traffic).
@@ -31,6 +33,9 @@ type ruleset struct {
 	chains map[string]*chainSpec
 	maps   map[string]*mapSpec
 	sets   map[string]*affinitySet
+	// hairpin holds every endpoint address: the elements "a . a" of the hairpin
+	// sets, which postrouting masquerades (a pod reaching itself through a VIP).
+	hairpin map[netip.Addr]bool
 }
 
 type hookSpec struct {
@@ -104,7 +109,8 @@ func emptyRuleset() *ruleset {
 			mapNodePorts4:  {name: mapNodePorts4, nodePort: true, elems: map[string]mapElem{}},
 			mapNodePorts6:  {name: mapNodePorts6, v6: true, nodePort: true, elems: map[string]mapElem{}},
 		},
-		sets: map[string]*affinitySet{},
+		sets:    map[string]*affinitySet{},
+		hairpin: map[netip.Addr]bool{},
 	}
 }
 
@@ -177,6 +183,9 @@ func (rs *ruleset) merge(o *ruleset) {
 	for n, s := range o.sets {
 		rs.sets[n] = s
 	}
+	for a := range o.hairpin {
+		rs.hairpin[a] = true
+	}
 }
 
 // hashService hashes everything of a service and its endpoints that the rules
@@ -246,7 +255,11 @@ func hashService(svc *Service, eps []Endpoint) uint64 {
 func (rs *ruleset) addFixed() {
 	rs.add(&chainSpec{name: "prerouting", base: &hookSpec{"prerouting", -100}, rules: []rule{{jumpTo(chainServices)}}})
 	rs.add(&chainSpec{name: "output", base: &hookSpec{"output", -100}, rules: []rule{{jumpTo(chainServices)}}})
-	rs.add(&chainSpec{name: "postrouting", base: &hookSpec{"postrouting", 100}, rules: []rule{{markIsSet{masqMark}, masquerade{}}}})
+	rs.add(&chainSpec{name: "postrouting", base: &hookSpec{"postrouting", 100}, rules: []rule{
+		{markIsSet{masqMark}, masquerade{}},
+		{nfproto{v6: false}, hairpinLookup{v6: false, set: setHairpin4}, masquerade{}},
+		{nfproto{v6: true}, hairpinLookup{v6: true, set: setHairpin6}, masquerade{}},
+	}})
 	rs.add(&chainSpec{name: chainServices, rules: []rule{
 		{nfproto{v6: false}, serviceVmap{v6: false, set: mapServiceIPs4}},
 		{nfproto{v6: true}, serviceVmap{v6: true, set: mapServiceIPs6}},
@@ -356,27 +369,40 @@ func (rs *ruleset) addServicePort(svc *Service, sp *ServicePort, v6 bool, eps []
 		rs.add(sc)
 		return svcChain
 	}
+	for _, t := range targets {
+		rs.hairpin[t.ip] = true
+	}
+	if !affinity {
+		// The DNAT sits in the service chain itself: one chain per service port
+		// and family, N rules. Uniform random choice without a map: rule i takes
+		// the connection with probability 1/(N-i), so each of the N endpoints
+		// gets 1/N. A verdict or data map per service (numgen … map) would make
+		// the kernel create and look up one set per service, which is quadratic
+		// in a large batch.
+		for i, t := range targets {
+			if rest := len(targets) - i; rest > 1 {
+				sc.rules = append(sc.rules, rule{numgenIsZero{uint32(rest)}, dnatTo{t.ip, t.port}})
+			} else {
+				sc.rules = append(sc.rules, rule{dnatTo{t.ip, t.port}})
+			}
+		}
+		rs.add(sc)
+		return svcChain
+	}
+	// ClientIP affinity needs a place per endpoint to remember the client: an
+	// endpoint chain that refreshes the client's entry in its set, then DNATs.
 	var epChains []string
 	for _, t := range targets {
 		epChain := "ep/" + id + "/" + netip.AddrPortFrom(t.ip, t.port).String()
 		epChains = append(epChains, epChain)
-		ec := &chainSpec{name: epChain}
-		if affinity {
-			set := "aff/" + strings.TrimPrefix(epChain, "ep/")
-			rs.sets[set] = &affinitySet{name: set, v6: v6}
-			ec.rules = append(ec.rules, rule{updateSaddr{set: set, v6: v6, timeout: timeout}})
-			sc.rules = append(sc.rules, rule{saddrInSet{set: set, v6: v6}, gotoChain(epChain)})
-		}
-		ec.rules = append(ec.rules,
-			rule{saddrIs{t.ip}, setMark{masqMark}}, // hairpin: the endpoint reaching itself
-			rule{l4proto{sp.protocol()}, dnatTo{t.ip, t.port}},
-		)
-		rs.add(ec)
+		set := "aff/" + strings.TrimPrefix(epChain, "ep/")
+		rs.sets[set] = &affinitySet{name: set, v6: v6}
+		sc.rules = append(sc.rules, rule{saddrInSet{set: set, v6: v6}, gotoChain(epChain)})
+		rs.add(&chainSpec{name: epChain, rules: []rule{
+			{updateSaddr{set: set, v6: v6, timeout: timeout}},
+			{dnatTo{t.ip, t.port}},
+		}})
 	}
-	// Uniform random choice without a map: rule i takes the connection with
-	// probability 1/(N-i), so each of the N endpoints gets 1/N. A verdict map per
-	// service (numgen … vmap) would make the kernel create and validate one
-	// anonymous set per service, which is quadratic in a large batch.
 	for i, ep := range epChains {
 		if rest := len(epChains) - i; rest > 1 {
 			sc.rules = append(sc.rules, rule{numgenIsZero{uint32(rest)}, gotoChain(ep)})
@@ -423,6 +449,21 @@ func renderRuleset(rs *ruleset, table string) string {
 		}
 		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n\t\tflags dynamic,timeout\n\t}\n\n", quote(name), typ)
 	}
+	for _, v6 := range []bool{false, true} {
+		name, typ := setHairpin4, "ipv4_addr . ipv4_addr"
+		if v6 {
+			name, typ = setHairpin6, "ipv6_addr . ipv6_addr"
+		}
+		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n", name, typ)
+		if ips := rs.hairpinAddrs(v6); len(ips) > 0 {
+			b.WriteString("\t\telements = {\n")
+			for _, ip := range ips {
+				fmt.Fprintf(&b, "\t\t\t%s . %s,\n", ip, ip)
+			}
+			b.WriteString("\t\t}\n")
+		}
+		b.WriteString("\t}\n\n")
+	}
 	names := sortedKeys(rs.chains)
 	for i, name := range names {
 		c := rs.chains[name]
@@ -440,6 +481,18 @@ func renderRuleset(rs *ruleset, table string) string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// hairpinAddrs returns the endpoint addresses of one family, sorted.
+func (rs *ruleset) hairpinAddrs(v6 bool) []netip.Addr {
+	var out []netip.Addr
+	for a := range rs.hairpin {
+		if a.Is6() == v6 {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
 }
 
 func quote(name string) string {

@@ -350,3 +350,27 @@ func (s numgenIsZero) exprs(*builder) ([]expr.Any, error) {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}, nil
 }
+
+// hairpinLookup: ip saddr . ip daddr @set — the set holds "a . a" for every
+// endpoint address a, so this matches a packet DNATed back to its own source.
+type hairpinLookup struct {
+	v6  bool
+	set string
+}
+
+func (s hairpinLookup) text() string {
+	ip := ipKeyword(s.v6)
+	return fmt.Sprintf("%s saddr . %s daddr @%s", ip, ip, s.set)
+}
+
+func (s hairpinLookup) exprs(*builder) ([]expr.Any, error) {
+	saddr, daddr, n, next := uint32(12), uint32(16), uint32(4), uint32(reg32+1)
+	if s.v6 {
+		saddr, daddr, n, next = 8, 24, 16, reg32+4
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: saddr, Len: n},
+		&expr.Payload{DestRegister: next, Base: expr.PayloadBaseNetworkHeader, Offset: daddr, Len: n},
+		&expr.Lookup{SourceRegister: 1, SetName: s.set},
+	}, nil
+}
