@@ -361,3 +361,45 @@ func TestAgentRegistersWatchesReportsAndLifecycle(t *testing.T) {
 		return nil
 	})
 }
+
+// TestAgentReconnectsAfterServerRestart stops the server under a running agent and
+// starts a new one on the same address, data dir and etcd: the agent's heartbeats and
+// pod watch resume by themselves.
+func TestAgentReconnectsAfterServerRestart(t *testing.T) {
+	e := startServer(t)
+	ctx := context.Background()
+	creds := e.join(t, "worker")
+	sets := &podSets{}
+	startAgent(t, e, creds, &fakeRuntime{}, sets.handle)
+	eventually(t, "empty set", func() error { return sets.is() })
+
+	addr := strings.TrimPrefix(e.srv.URL(), "https://")
+	e.srv.Close()
+	srv2 := controlplane.New(e.st, controlplane.WithDataDir(e.dir+"/data"), controlplane.WithListen(addr),
+		controlplane.WithClientConfigPath(e.dir+"/client.config"), controlplane.WithLogger(quiet))
+	eventually(t, "restart on the same address", func() error { return srv2.Start(ctx) })
+	defer srv2.Close()
+	admin, err := apiclient.New(apiclient.Config{Server: srv2.URL(), CertificateAuthority: string(srv2.CA().CertPEM), Token: srv2.AdminToken().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var before corev1.Node
+	if err := admin.Do(ctx, http.MethodGet, "/api/v1/nodes/worker", nil, &before); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Do(ctx, http.MethodPost, "/api/v1/namespaces/default/pods", testPod("default", "after-restart", "worker"), nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "watch resumed", func() error { return sets.is("default/after-restart") })
+	eventually(t, "heartbeats resumed", func() error {
+		var n corev1.Node
+		if err := admin.Do(ctx, http.MethodGet, "/api/v1/nodes/worker", nil, &n); err != nil {
+			return err
+		}
+		if n.Annotations[api.AnnotationHeartbeat] == before.Annotations[api.AnnotationHeartbeat] {
+			return errors.New("no heartbeat since the restart")
+		}
+		return nil
+	})
+}

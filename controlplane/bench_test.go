@@ -23,7 +23,6 @@ import (
 	"gantry.io/gantry/api"
 	"gantry.io/gantry/controlplane"
 	"gantry.io/gantry/controlplane/apiclient"
-	"gantry.io/gantry/e2e/testenv"
 	"gantry.io/gantry/store"
 )
 
@@ -231,7 +230,6 @@ func currentRV(b *testing.B, c *apiclient.Client) string {
 // reports its resident memory idle and with 10,000 pods stored (VmRSS; the embedded
 // etcd is inside the process).
 func BenchmarkServerRSS(b *testing.B) {
-	testenv.Integration(b, "go")
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "gantry")
 	if out, err := exec.Command("go", "build", "-o", bin, "gantry.io/gantry/cmd/gantry").CombinedOutput(); err != nil {
