@@ -3,6 +3,7 @@ package planner
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -13,6 +14,9 @@ import (
 
 	"gantry.io/gantry/planner/batch"
 )
+
+// maxExpired bounds AppState.Expired.
+const maxExpired = 10
 
 // jobRun is one run (Job object) of a Job or CronJob app in this reconcile.
 type jobRun struct {
@@ -112,6 +116,9 @@ func (c *cluster) reconcileJob(a *app) {
 		rd := batch.JobRuns(a.job, refs)
 		a.current = rd.Run.Name
 		supersede, prune = set(rd.Supersede), set(rd.Delete)
+		if rd.Create && slices.Contains(a.state.Expired, rd.Run.Name) {
+			rd.Create = false // it ran to the end and its TTL deleted it: not again
+		}
 		if rd.Create {
 			run := rd.Run
 			run.Namespace = a.ns
@@ -239,6 +246,12 @@ func (c *cluster) applyStep(a *app, r *jobRun, d batch.JobDecision) {
 	}
 	if d.Delete {
 		c.deleteRun(a, r, "ttlSecondsAfterFinished expired")
+		if a.kind == KindJob {
+			a.state.Expired = append(slices.DeleteFunc(slices.Clone(a.state.Expired), func(n string) bool { return n == r.name() }), r.name())
+			if len(a.state.Expired) > maxExpired {
+				a.state.Expired = a.state.Expired[len(a.state.Expired)-maxExpired:]
+			}
+		}
 		return
 	}
 	r.create = d.Create
@@ -417,7 +430,7 @@ func (a *app) batchStatus() AppStatus {
 	case a.job != nil:
 		r := a.run(a.current)
 		if r == nil || r.deleted {
-			s.Progress = fmt.Sprintf("run %s deleted", a.current)
+			s.Progress = fmt.Sprintf("run %s finished and was deleted (ttlSecondsAfterFinished)", a.current)
 			s.Health = Healthy
 			break
 		}
@@ -533,7 +546,7 @@ func failedReason(st batch.JobStatus) string {
 // batchStateEqual compares the Job and CronJob parts of two states by their
 // stored (JSON) form, which is what the caller keeps.
 func batchStateEqual(s, o AppState) bool {
-	if len(s.Runs) != len(o.Runs) || (s.Cron == nil) != (o.Cron == nil) {
+	if len(s.Runs) != len(o.Runs) || (s.Cron == nil) != (o.Cron == nil) || !slices.Equal(s.Expired, o.Expired) {
 		return false
 	}
 	if len(s.Runs) == 0 && s.Cron == nil {
@@ -570,5 +583,8 @@ func (s AppState) batchSummary() string {
 		runs = append(runs, t)
 	}
 	parts = append(parts, fmt.Sprintf("runs (active/succeeded/failed) [%s]", strings.Join(runs, ", ")))
+	if len(s.Expired) > 0 {
+		parts = append(parts, fmt.Sprintf("expired [%s]", strings.Join(s.Expired, " ")))
+	}
 	return strings.Join(parts, ", ")
 }

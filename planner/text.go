@@ -73,7 +73,7 @@ func (p Plan) String() string {
 // summary renders an AppState in one line: target, history with the available
 // ones marked, progress, failure and pin.
 func (s AppState) summary() string {
-	if len(s.Revisions) == 0 && s.Target == "" && (s.Runs != nil || s.Cron != nil) {
+	if len(s.Revisions) == 0 && s.Target == "" && (s.Runs != nil || s.Cron != nil || s.Expired != nil) {
 		return s.batchSummary()
 	}
 	var b strings.Builder

@@ -107,6 +107,10 @@ type AppState struct {
 	Runs map[string]batch.JobStatus `json:"runs,omitempty"`
 	// Cron is the schedule state of a CronJob app; nil for other kinds.
 	Cron *CronState `json:"cron,omitempty"`
+	// Expired lists, oldest first, the runs of a Job app deleted by
+	// ttlSecondsAfterFinished (at most 10), so an unchanged Job in git is not run
+	// again once its finished run is gone.
+	Expired []string `json:"expired,omitempty"`
 }
 
 // CronState is a CronJob's status as Kubernetes shows it.

@@ -221,6 +221,7 @@ func (a *app) trimHistory(limit int) {
 func (s AppState) clone() AppState {
 	out := s
 	out.Revisions = append([]Revision(nil), s.Revisions...)
+	out.Expired = append([]string(nil), s.Expired...)
 	if s.Failed != nil {
 		f := *s.Failed
 		out.Failed = &f
