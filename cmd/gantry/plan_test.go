@@ -40,7 +40,8 @@ func runPlanArgs(t *testing.T, args ...string) (string, int, error) {
 }
 
 // planRepo makes a git repository in a temporary directory with the CLI: the
-// manifests under deploy/, branch main with testdata/plan/base, and branches
+// manifests under deploy/, branch main with testdata/plan/base (annotated tag
+// v1), and branches
 // feature, invalid and toolarge off main with the trees of the same names
 // (feature = testdata/plan/head). Author, committer and dates are fixed, so the
 // commit hashes in the goldens are stable.
@@ -83,6 +84,7 @@ func planRepo(t *testing.T) string {
 		}
 		commitTree(fixture, branch)
 	}
+	git("tag", "-a", "-m", "release 1", "v1", "main")
 	git("checkout", "-q", "main")
 	return dir
 }
@@ -134,6 +136,7 @@ func TestPlanGit(t *testing.T) {
 	t.Run("json", func(t *testing.T) { testPlanRepoJSON(t, repo) })
 	t.Run("whole repository", func(t *testing.T) { testPlanWholeRepo(t, repo) })
 	t.Run("no changes", func(t *testing.T) { testPlanNoChanges(t, repo) })
+	t.Run("refs", func(t *testing.T) { testPlanRefs(t, repo) })
 	t.Run("invalid", func(t *testing.T) { testPlanInvalid(t, repo) })
 	t.Run("too large", func(t *testing.T) { testPlanTooLarge(t, repo) })
 	t.Run("example", func(t *testing.T) { testPlanExample(t, repo) })
@@ -267,6 +270,23 @@ func testPlanNoChanges(t *testing.T, repo string) {
 	out, code, err := runPlanArgs(t, "--repo", repo, "--base", "main", "--head", "main", "--path", "deploy", "--node", "name=n1,cpu=8,mem=16Gi")
 	if err != nil || code != 0 || !strings.Contains(out, "\nno changes\n") {
 		t.Errorf("exit %d, err %v, want 0 and \"no changes\":\n%s", code, err, out)
+	}
+}
+
+// testPlanRefs: an annotated tag and a relative ref resolve to the same commits
+// as the branches.
+func testPlanRefs(t *testing.T, repo string) {
+	want, _, err := runPlanArgs(t, "--repo", repo, "--base", "main", "--head", "feature", "--path", "deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, code, err := runPlanArgs(t, "--repo", filepath.Join(repo, "deploy"), "--base", "v1", "--head", "feature~0", "--path", "deploy")
+	if err != nil || code != 2 {
+		t.Fatalf("exit %d, err %v", code, err)
+	}
+	got = strings.Replace(strings.Replace(got, "v1 (", "main (", 1), "feature~0 (", "feature (", 1)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("tag and relative ref, from a subdirectory (-branches +refs):\n%s", diff)
 	}
 }
 
