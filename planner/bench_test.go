@@ -128,3 +128,32 @@ func BenchmarkNoopReconcile(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/reconcile")
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/reconcile")
 }
+
+// BenchmarkCronTick1000 plans the minute at which 1,000 CronJobs are due at once
+// on 100 nodes: one Compute creates the 1,000 Jobs and places their 1,000 first
+// pods. It is the planner's share of issue #8's "1,000 CronJobs due on the same
+// minute" benchmark (the store commit and the agents are not in it).
+func BenchmarkCronTick1000(b *testing.B) {
+	s := newScenario()
+	s.cfg.MaxStartsPerNodePerRound = -1
+	for i := range 100 {
+		name := fmt.Sprintf("n%03d", i)
+		s.nodes[name] = plannertest.Node(name).CPU("64").Mem("256Gi").Obj()
+	}
+	for i := range 1000 {
+		if _, err := s.run(fmt.Sprintf(`apply-cronjob cron%04d schedule="*/1 * * * *" cpu=100m mem=64Mi`, i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.now = s.now.Add(time.Minute)
+	in := s.input()
+	if p := Compute(in); len(p.JobRuns) != 1000 || len(p.Place) != 1000 {
+		b.Fatalf("want 1000 runs and 1000 pods, got %d and %d", len(p.JobRuns), len(p.Place))
+	}
+	cpu0 := cpuTime()
+	for b.Loop() {
+		Compute(in)
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/reconcile")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/reconcile")
+}
