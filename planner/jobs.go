@@ -120,9 +120,7 @@ func (c *cluster) reconcileJob(a *app) {
 			rd.Create = false // it ran to the end and its TTL deleted it: not again
 		}
 		if rd.Create {
-			run := rd.Run
-			run.Namespace = a.ns
-			c.createRun(a, run, time.Time{}, rd.Plan)
+			c.createRun(a, rd.Run, time.Time{}, rd.Plan)
 		}
 	} else {
 		prune = set(batch.Orphaned(refs))
@@ -222,6 +220,7 @@ func (c *cluster) createRun(a *app, job *batchv1.Job, tick time.Time, reason str
 		job.Annotations = map[string]string{}
 	}
 	job.Annotations[AnnotationApp] = a.key
+	job.Namespace = a.ns
 	job.CreationTimestamp = metav1.NewTime(c.now)
 	r := &jobRun{job: job, created: true}
 	a.runs = append(a.runs, r)
