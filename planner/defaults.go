@@ -61,8 +61,13 @@ func revisionHistoryLimitOf(d *appsv1.Deployment) int {
 	return int(*d.Spec.RevisionHistoryLimit)
 }
 
-// rollingParams resolves maxSurge and maxUnavailable against replicas the way
-// Kubernetes does: surge rounds up, unavailable rounds down. Both 0 is invalid.
+// RollingBudget resolves a Deployment's maxSurge and maxUnavailable against replicas
+// the way Kubernetes does: surge rounds up, unavailable rounds down, both default to
+// 25%. Both 0 is an error; percentages that both round to 0 allow one unavailable pod.
+func RollingBudget(d *appsv1.Deployment, replicas int32) (surge, unavailable int32, err error) {
+	return rollingParams(d, replicas)
+}
+
 func rollingParams(d *appsv1.Deployment, replicas int32) (surge, unavailable int32, err error) {
 	ms, mu := defaultSurgeUnavailable, defaultSurgeUnavailable
 	if ru := d.Spec.Strategy.RollingUpdate; ru != nil {

@@ -7,15 +7,11 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"gantry.io/gantry/api"
 	"gantry.io/gantry/planner"
 	"gantry.io/gantry/planner/batch"
 )
-
-// defaultBudget is Kubernetes' default maxSurge and maxUnavailable.
-var defaultBudget = intstr.FromString("25%")
 
 // replicas is spec.replicas with Kubernetes' default of 1.
 func replicas(d *appsv1.Deployment) int32 {
@@ -23,47 +19,6 @@ func replicas(d *appsv1.Deployment) int32 {
 		return 1
 	}
 	return max(*d.Spec.Replicas, 0)
-}
-
-// budget resolves maxSurge and maxUnavailable against replicas as the planner does
-// (and Kubernetes): surge rounds up, unavailable rounds down; both 0 is an error;
-// percentages that both round to 0 allow one unavailable pod.
-func budget(d *appsv1.Deployment, replicas int32) (surge, unavailable int32, err error) {
-	ms, mu := defaultBudget, defaultBudget
-	if ru := d.Spec.Strategy.RollingUpdate; ru != nil {
-		if ru.MaxSurge != nil {
-			ms = *ru.MaxSurge
-		}
-		if ru.MaxUnavailable != nil {
-			mu = *ru.MaxUnavailable
-		}
-	}
-	s, err := intstr.GetScaledValueFromIntOrPercent(&ms, int(replicas), true)
-	if err != nil {
-		return 0, 0, fmt.Errorf("maxSurge %q: %w", ms.String(), err)
-	}
-	u, err := intstr.GetScaledValueFromIntOrPercent(&mu, int(replicas), false)
-	if err != nil {
-		return 0, 0, fmt.Errorf("maxUnavailable %q: %w", mu.String(), err)
-	}
-	if s < 0 || u < 0 {
-		return 0, 0, fmt.Errorf("maxSurge %s and maxUnavailable %s must not be negative", ms.String(), mu.String())
-	}
-	if zero(ms) && zero(mu) {
-		return 0, 0, fmt.Errorf("maxSurge and maxUnavailable are both 0")
-	}
-	u = min(u, int(replicas))
-	if s == 0 && u == 0 {
-		u = 1
-	}
-	return int32(s), int32(u), nil
-}
-
-func zero(v intstr.IntOrString) bool {
-	if v.Type == intstr.Int {
-		return v.IntVal == 0
-	}
-	return v.StrVal == "0%" || v.StrVal == "0"
 }
 
 func pods(n int32) string {
@@ -120,7 +75,7 @@ func deploymentRollout(base, head *appsv1.Deployment, causes []string) *Rollout 
 			r.Summary = fmt.Sprintf("%s: %s, all %s stopped, then %d started", name, scale, pods(oldN), newN)
 		}
 	default:
-		surge, unavail, err := budget(head, newN)
+		surge, unavail, err := planner.RollingBudget(head, newN)
 		if err != nil {
 			r.Summary = fmt.Sprintf("%s: rollout blocked, nothing changes: %v", name, err)
 			break
