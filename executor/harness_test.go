@@ -60,6 +60,15 @@ type timedUpdate struct {
 // stops containerd and deletes the test bridge.
 func newEnv(t testing.TB, opts ...executor.Option) *env {
 	t.Helper()
+	return newEnvWith(t, nil, opts...)
+}
+
+// testNATTable is this package's node-wide masquerade table.
+const testNATTable = "gtest-exe-nat"
+
+// newEnvWith is newEnv with extra sandbox Manager options.
+func newEnvWith(t testing.TB, sbOpts []sandbox.Option, opts ...executor.Option) *env {
+	t.Helper()
 	testenv.Integration(t, "containerd", "runc", "ip")
 	images := testenv.Images(t)
 	t.Cleanup(func() {
@@ -73,12 +82,18 @@ func newEnv(t testing.TB, opts ...executor.Option) *env {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
 	en := &env{t: t, cd: cd, dataDir: dataDir, images: images, opts: opts}
-	en.sb = sandbox.New(
-		sandbox.WithDataDir(dataDir+"/sandbox"),
+	en.sb = sandbox.New(append([]sandbox.Option{
+		sandbox.WithDataDir(dataDir + "/sandbox"),
 		sandbox.WithNetwork("gtest-exe", testBridge),
 		sandbox.WithSubnets(testSubnet4, testSubnet6),
 		sandbox.WithResolvConf("nameserver 10.244.210.1\n"),
-	)
+		sandbox.WithMasqueradeTable(testNATTable),
+	}, sbOpts...)...)
+	t.Cleanup(func() {
+		if err := en.sb.RemoveMasquerade(); err != nil {
+			t.Errorf("cleanup: RemoveMasquerade: %v", err)
+		}
+	})
 	en.start()
 	for _, img := range []testenv.Image{images.EchoV1, images.EchoV2, images.Batch} {
 		if _, err := en.e.ImportArchive(context.Background(), img.Archive); err != nil {

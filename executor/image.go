@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/remotes"
@@ -111,12 +112,12 @@ func (e *Executor) ensureImage(ctx context.Context, c *corev1.Container) (contai
 		img, err := cl.GetImage(ctx, ref)
 		if err == nil {
 			if err := unpack(ctx, img, e.opts.snapshotter); err != nil {
-				return nil, err
+				return nil, e.unavailable(ctx, err)
 			}
 			return img, nil
 		}
 		if !errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("look up image %s: %w", ref, err)
+			return nil, e.unavailable(ctx, fmt.Errorf("look up image %s: %w", ref, err))
 		}
 		if policy == corev1.PullNever {
 			return nil, fmt.Errorf("image %s: %w", ref, errPullNever)
@@ -128,9 +129,27 @@ func (e *Executor) ensureImage(ctx context.Context, c *corev1.Container) (contai
 		containerd.WithResolver(e.opts.registry.resolver()),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", ref, err)
+		return nil, e.unavailable(ctx, fmt.Errorf("pull %s: %w", ref, err))
 	}
 	return img, nil
+}
+
+// unavailable classes err as api.ErrUnavailable ("containerd unavailable") when
+// containerd itself is not answering, so a pull that failed for that reason is not
+// reported as the image's fault (ErrImagePull).
+func (e *Executor) unavailable(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	if !errdefs.IsUnavailable(err) {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok, serr := e.client().IsServing(c)
+		cancel()
+		if serr == nil && ok {
+			return err
+		}
+	}
+	return fmt.Errorf("containerd unavailable at %s: %w: %v", e.opts.address, api.ErrUnavailable, err)
 }
 
 func unpack(ctx context.Context, img containerd.Image, snapshotter string) error {

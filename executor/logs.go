@@ -14,7 +14,8 @@ import (
 
 // LogOptions selects what Logs returns.
 type LogOptions struct {
-	// Follow keeps streaming new lines until ctx is done.
+	// Follow keeps streaming new lines until the container's run ends (the rest of its
+	// output is written first) or ctx is done.
 	Follow bool
 	// Tail returns only the last Tail lines; 0 returns all.
 	Tail int
@@ -57,7 +58,8 @@ func (e *Executor) Logs(ctx context.Context, ns, pod, container string, opts Log
 	if tail <= 0 {
 		tail = -1 // everything
 	}
-	return logs.Read(ctx, path, logs.ReadOptions{Follow: opts.Follow, Tail: tail, Timestamps: opts.Timestamps}, w)
+	return logs.Read(ctx, path, logs.ReadOptions{Follow: opts.Follow, Tail: tail, Timestamps: opts.Timestamps,
+		Done: wk.logWritten(container, restarts)}, w)
 }
 
 // restartCount is read from the published status: the worker's own state belongs to

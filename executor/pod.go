@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"gantry.io/gantry/api"
 	"gantry.io/gantry/executor/backoff"
 	"gantry.io/gantry/executor/logs"
 	"gantry.io/gantry/executor/probe"
@@ -46,8 +47,9 @@ type podWorker struct {
 	status    corev1.PodStatus
 	events    []Event
 	published string
-	cancelOp  context.CancelFunc // aborts in-flight pulls and starts when the pod is removed
-	life      context.Context    // the worker's lifetime: exit waits and probes run under it
+	cancelOp  context.CancelFunc       // aborts in-flight pulls and starts when the pod is removed
+	logDone   map[string]chan struct{} // per "container/restart": closed when that run's log is complete
+	life      context.Context          // the worker's lifetime: exit waits and probes run under it
 
 	// Owned by the worker goroutine.
 	adopt    []containerd.Container
@@ -247,6 +249,7 @@ func (w *podWorker) detach() {
 			st.io.Cancel()
 			st.io = nil
 		}
+		w.endLog(st)
 	}
 }
 
@@ -419,6 +422,16 @@ func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Contain
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, api.ErrUnavailable) {
+			// Not the image's fault: no pull back-off, try again on the next pass.
+			msg := registryMessage(err)
+			if st.waiting == nil || st.waiting.Message != msg {
+				w.event("Warning", "ContainerdUnavailable", c.Name, "%s", msg)
+			}
+			st.waiting = &corev1.ContainerStateWaiting{Reason: ReasonContainerCreating, Message: msg}
+			st.next = time.Now().Add(w.e.opts.resyncPeriod)
+			return
+		}
 		st.pulls++
 		st.pullAt = time.Now()
 		st.next = w.e.opts.backoff.PullBackoff(c.Image, st.pulls, st.pullAt, st.pullAt).At
@@ -539,6 +552,14 @@ func (w *podWorker) openLog(st *ctrState) error {
 		return fmt.Errorf("open log %s: %w", path, err)
 	}
 	st.logf = f
+	w.mu.Lock()
+	if w.logDone == nil {
+		w.logDone = map[string]chan struct{}{}
+	}
+	if _, ok := w.logDone[logKey(st)]; !ok {
+		w.logDone[logKey(st)] = make(chan struct{})
+	}
+	w.mu.Unlock()
 	return nil
 }
 
@@ -552,7 +573,34 @@ func (w *podWorker) closeLog(st *ctrState) {
 		_ = st.logf.Close()
 		st.logf = nil
 	}
+	w.endLog(st)
 }
+
+// endLog tells followers of the run's log that nothing more will be written.
+func (w *podWorker) endLog(st *ctrState) {
+	w.mu.Lock()
+	if ch, ok := w.logDone[logKey(st)]; ok {
+		close(ch)
+		delete(w.logDone, logKey(st))
+	}
+	w.mu.Unlock()
+}
+
+// logWritten returns a channel closed once the log of the container's run with this
+// restart count is complete (the run ended, or the agent is stopping); already closed
+// when no run is writing it.
+func (w *podWorker) logWritten(container string, restarts int32) <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ch, ok := w.logDone[container+"/"+strconv.Itoa(int(restarts))]; ok {
+		return ch
+	}
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}
+
+func logKey(st *ctrState) string { return st.name + "/" + strconv.Itoa(int(st.restarts)) }
 
 // waitExit forwards the task's exit to the worker. A wait that fails because
 // containerd went away (restart) is re-established once it serves again.
@@ -761,6 +809,8 @@ func (w *podWorker) terminate(ctx context.Context) {
 	}
 }
 
+// startProbes starts c's probes; their initial delays count from st.started (for an
+// adopted container, its real start, not the adoption).
 func (w *podWorker) startProbes(ctx context.Context, p Pod, c *corev1.Container, st *ctrState) {
 	if c.StartupProbe == nil && c.LivenessProbe == nil && c.ReadinessProbe == nil {
 		return
@@ -796,7 +846,7 @@ func (w *podWorker) startProbes(ctx context.Context, p Pod, c *corev1.Container,
 		}
 		w.wake()
 	})
-	st.probes.Start(ctx)
+	st.probes.StartSince(ctx, st.started)
 }
 
 func (w *podWorker) stopProbes(st *ctrState) {

@@ -49,6 +49,8 @@ type agentFlags struct {
 	poll         time.Duration
 	insecure     []string
 	maxParallel  int
+	masqTable    string
+	noMasq       []string
 }
 
 func newAgentCmd() *cobra.Command {
@@ -93,6 +95,8 @@ agent and leave the pods running.`,
 	fl.DurationVar(&f.poll, "poll", 2*time.Second, "how often the manifest directory is re-read")
 	fl.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry host[:port] reached over plain HTTP (loopback always is)")
 	fl.IntVar(&f.maxParallel, "max-parallel", 4, "pods that pull, create or stop at the same time")
+	fl.StringVar(&f.masqTable, "masquerade-table", sandbox.DefaultMasqueradeTable, "nftables table (inet) of the node-wide masquerade rule for the pod ranges")
+	fl.StringSliceVar(&f.noMasq, "non-masquerade-cidr", nil, "destination range pods reach with their own address (other nodes' pod ranges; repeatable)")
 	return cmd
 }
 
@@ -110,6 +114,8 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 		sandbox.WithCNIBinDir(f.cniBinDir),
 		sandbox.WithNetwork("", f.bridge),
 		sandbox.WithSubnets(f.podCIDR4, f.podCIDR6),
+		sandbox.WithMasqueradeTable(f.masqTable),
+		sandbox.WithNonMasqueradeCIDRs(f.noMasq...),
 	)
 	printer := &transitionPrinter{w: stderr, status: status, last: map[string]string{}}
 	e := executor.New(
@@ -164,6 +170,12 @@ func runAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(stderr, "gantry agent: stopping; pods keep running and are adopted by the next start")
+			// The masquerade rule serves running pods; with none left it goes too.
+			if uids, err := sb.List(); err == nil && len(uids) == 0 {
+				if err := sb.RemoveMasquerade(); err != nil {
+					fmt.Fprintf(stderr, "gantry agent: %v\n", err)
+				}
+			}
 			return nil
 		case <-ticker.C:
 		}

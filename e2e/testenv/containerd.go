@@ -159,6 +159,17 @@ func (c *Containerd) Restart() error {
 	return c.start(filepath.Join(c.dir, "config.toml"))
 }
 
+// Down stops the daemon (SIGTERM) and deletes nothing: tasks and shims stay up, and the
+// socket stops answering, as while a real containerd is down. Up starts it again.
+func (c *Containerd) Down() error {
+	return c.signalAndWait(syscall.SIGTERM, 20*time.Second)
+}
+
+// Up starts the daemon again after Down, on the same socket and dirs.
+func (c *Containerd) Up() error {
+	return c.start(filepath.Join(c.dir, "config.toml"))
+}
+
 func (c *Containerd) signalAndWait(sig syscall.Signal, limit time.Duration) error {
 	if c.cmd == nil || c.cmd.Process == nil {
 		return nil

@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 
 	"gantry.io/gantry/api"
 )
@@ -22,10 +24,13 @@ const cniVersion = "1.0.0"
 
 type confList = libcni.NetworkConfigList
 
-// confList builds the node's CNI network: loopback (runc does not bring lo up in a
-// joined netns), bridge as the pods' gateway with masquerade and hairpin, host-local
+// confList builds the node's CNI network: bridge as the pods' gateway with hairpin
+// (masquerade only with WithIPMasq(true)), host-local
 // IPAM with one range set per configured family, and, when the pod has hostPorts
-// (withPorts), portmap. Leaving portmap out otherwise saves a plugin run per Setup and
+// (withPorts), portmap. lo is brought up by createNetNS itself (runc does not bring it
+// up in a joined netns), which saves the loopback plugin's run; DEL of a sandbox made
+// with loopback in the chain still runs it, from the cached config. Leaving portmap
+// out otherwise saves a plugin run per Setup and
 // Teardown; DEL uses the config cached at ADD, so it runs exactly the plugins ADD ran.
 func (m *Manager) confList(withPorts bool) (*confList, error) {
 	var ranges [][]map[string]string
@@ -52,7 +57,6 @@ func (m *Manager) confList(withPorts bool) (*confList, error) {
 		return nil, fmt.Errorf("no pod subnet configured (IPv4 and IPv6 both empty): %w", api.ErrInvalidArgument)
 	}
 	plugins := []any{
-		map[string]any{"type": "loopback"},
 		map[string]any{
 			"type":        "bridge",
 			"bridge":      m.bridge,
@@ -114,7 +118,30 @@ func portMappingArgs(ports []PortMapping) ([]map[string]any, error) {
 }
 
 func (m *Manager) cni() *libcni.CNIConfig {
-	return libcni.NewCNIConfigWithCacheDir(m.binDirs, m.cacheDir(), nil)
+	var ex invoke.Exec
+	if m.trace != nil {
+		ex = tracingExec{trace: m.trace, Exec: &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}, PluginDecoder: version.PluginDecoder{}}}
+	}
+	return libcni.NewCNIConfigWithCacheDir(m.binDirs, m.cacheDir(), ex)
+}
+
+// tracingExec reports how long each plugin execution took, as "cni-add:bridge" etc.
+type tracingExec struct {
+	invoke.Exec
+	trace func(phase string, d time.Duration)
+}
+
+func (t tracingExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
+	cmd := "exec"
+	for _, e := range environ {
+		if v, ok := strings.CutPrefix(e, "CNI_COMMAND="); ok {
+			cmd = strings.ToLower(v)
+		}
+	}
+	start := time.Now()
+	out, err := t.Exec.ExecPlugin(ctx, path, stdin, environ)
+	t.trace("cni-"+cmd+":"+filepath.Base(path), time.Since(start))
+	return out, err
 }
 
 func runtimeConf(uid, netns string, capPorts []map[string]any) *libcni.RuntimeConf {

@@ -127,24 +127,24 @@ func TestConfListShape(t *testing.T) {
 	for _, p := range l.Plugins {
 		types = append(types, p.Network.Type)
 	}
-	if diff := cmp.Diff([]string{"loopback", "bridge", "portmap"}, types); diff != "" {
+	if diff := cmp.Diff([]string{"bridge", "portmap"}, types); diff != "" {
 		t.Errorf("plugins (-want +got):\n%s", diff)
 	}
-	b := string(l.Plugins[1].Bytes)
+	b := string(l.Plugins[0].Bytes)
 	for _, want := range []string{`"dataDir":"/d/ipam"`, `[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00:1::/64"}]]`,
-		`"isGateway":true`, `"ipMasq":true`, `"hairpinMode":true`, `"bridge":"br"`} {
+		`"isGateway":true`, `"ipMasq":false`, `"hairpinMode":true`, `"bridge":"br"`} {
 		if !strings.Contains(b, want) {
 			t.Errorf("bridge config lacks %s: %s", want, b)
 		}
 	}
-	if !strings.Contains(string(l.Plugins[2].Bytes), `"portMappings":true`) {
-		t.Errorf("portmap lacks the portMappings capability: %s", l.Plugins[2].Bytes)
+	if !strings.Contains(string(l.Plugins[1].Bytes), `"portMappings":true`) {
+		t.Errorf("portmap lacks the portMappings capability: %s", l.Plugins[1].Bytes)
 	}
 	// Without hostPorts portmap is left out.
-	if l, err := m.confList(false); err != nil || len(l.Plugins) != 2 {
-		t.Errorf("confList(false): %d plugins, %v; want loopback and bridge", len(l.Plugins), err)
+	if l, err := m.confList(false); err != nil || len(l.Plugins) != 1 {
+		t.Errorf("confList(false): %d plugins, %v; want bridge alone", len(l.Plugins), err)
 	}
-	if l, err := New(WithIPMasq(false)).confList(false); err != nil || !strings.Contains(string(l.Plugins[1].Bytes), `"ipMasq":false`) {
-		t.Errorf("WithIPMasq(false) not applied: %v", err)
+	if l, err := New(WithIPMasq(true)).confList(false); err != nil || !strings.Contains(string(l.Plugins[0].Bytes), `"ipMasq":true`) {
+		t.Errorf("WithIPMasq(true) not applied: %v", err)
 	}
 }

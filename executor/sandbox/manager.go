@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"gantry.io/gantry/api"
 )
@@ -48,7 +50,15 @@ type Manager struct {
 	subnet6    string
 	subnetsSet bool
 	resolvConf *string
-	noIPMasq   bool
+	noIPMasq   bool // the bridge plugin's per-pod masquerade is off (the default)
+
+	noMasq      bool     // no node-wide masquerade rule
+	noMasqCIDRs []string // destinations the node-wide rule leaves alone
+	masqTable   string
+	masqMu      sync.Mutex
+	masqDone    bool
+
+	trace func(phase string, d time.Duration)
 
 	locks keyedMutex
 }
@@ -87,14 +97,39 @@ func WithResolvConf(contents string) Option {
 }
 
 // WithIPMasq sets whether the bridge plugin masquerades traffic from pods to addresses
-// outside the pod subnet (per pod: its own nat chain, in both families). Default true.
-// false leaves masquerading to a node-wide rule for the pod CIDRs, which saves the
-// plugin's iptables calls on every Setup and Teardown (see README-sandbox.md).
+// outside the pod subnet, per pod (its own nat chain in both families, several
+// iptables calls on every Setup and Teardown). Default false: the Manager installs one
+// node-wide masquerade rule instead (see EnsureMasquerade). true turns the node-wide
+// rule off.
 func WithIPMasq(enabled bool) Option { return func(m *Manager) { m.noIPMasq = !enabled } }
+
+// WithMasquerade sets whether the Manager installs the node-wide masquerade rule for
+// the pod CIDRs (nftables table WithMasqueradeTable). Default true; false leaves
+// masquerading to the operator (pods then reach other hosts with their own addresses,
+// which needs routes to the pod CIDRs there).
+func WithMasquerade(enabled bool) Option { return func(m *Manager) { m.noMasq = !enabled } }
+
+// WithNonMasqueradeCIDRs lists destinations that pod traffic reaches with the pod's own
+// address, besides this node's pod CIDRs (never masqueraded): typically the other
+// nodes' pod CIDRs or the whole cluster CIDR. Default none.
+func WithNonMasqueradeCIDRs(cidrs ...string) Option {
+	return func(m *Manager) { m.noMasqCIDRs = append([]string(nil), cidrs...) }
+}
+
+// WithMasqueradeTable sets the name of the nftables table (family inet) the Manager owns
+// for the node-wide masquerade rule. Default DefaultMasqueradeTable. Two Managers with
+// different pod CIDRs on one host need different tables.
+func WithMasqueradeTable(name string) Option { return func(m *Manager) { m.masqTable = name } }
+
+// WithTrace registers a function called with the duration of each phase of Setup and
+// Teardown: "netns", "cni-add:<plugin>" and "cni-del:<plugin>" (one per plugin run),
+// "ipv6-settle", "files", "masquerade". It is called from the goroutine doing the work
+// and must be quick. Default none. Benchmarks use it for the phase breakdown.
+func WithTrace(f func(phase string, d time.Duration)) Option { return func(m *Manager) { m.trace = f } }
 
 // New returns a Manager. It has no side effects: directories are created by Setup.
 func New(opts ...Option) *Manager {
-	m := &Manager{}
+	m := &Manager{noIPMasq: true}
 	for _, o := range opts {
 		o(m)
 	}
@@ -109,6 +144,9 @@ func New(opts ...Option) *Manager {
 	}
 	if m.bridge == "" {
 		m.bridge = DefaultBridge
+	}
+	if m.masqTable == "" {
+		m.masqTable = DefaultMasqueradeTable
 	}
 	if !m.subnetsSet {
 		m.subnet4, m.subnet6 = DefaultSubnet4, DefaultSubnet6
@@ -199,6 +237,10 @@ func (m *Manager) Setup(ctx context.Context, p PodRef, ports []PortMapping) (*Sa
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 
+	if err := m.ensureMasqueradeOnce(); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+
 	unlock := m.locks.lock(p.UID)
 	defer unlock()
 
@@ -221,8 +263,13 @@ func (m *Manager) Setup(ctx context.Context, p PodRef, ports []PortMapping) (*Sa
 	if err != nil {
 		// Roll back with a context that outlives a cancelled ctx: a half-built sandbox
 		// must not leak because the caller gave up.
-		if rbErr := m.teardown(context.WithoutCancel(ctx), p.UID, ports); rbErr != nil {
-			err = errors.Join(err, fmt.Errorf("rolling back: %w", rbErr))
+		rbCtx := context.WithoutCancel(ctx)
+		if rbErr := m.teardown(rbCtx, p.UID, ports); rbErr != nil {
+			// CNI DEL failed too (a plugin that fails both ways): nothing of this
+			// attachment was ever handed out, so remove it directly.
+			if fcErr := m.forceClean(rbCtx, p.UID); fcErr != nil {
+				err = errors.Join(err, fmt.Errorf("rolling back: %w", errors.Join(rbErr, fcErr)))
+			}
 		}
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
@@ -237,9 +284,11 @@ func (m *Manager) create(ctx context.Context, p PodRef, hostname string, conf *c
 		}
 	}
 	pin := m.netnsPath(p.UID)
+	t0 := time.Now()
 	if err := createNetNS(pin); err != nil {
 		return nil, err
 	}
+	m.traced("netns", t0)
 	res, err := m.cniAdd(ctx, conf, p.UID, pin, capPorts)
 	if err != nil {
 		return nil, err
@@ -264,10 +313,14 @@ func (m *Manager) create(ctx context.Context, p PodRef, hostname string, conf *c
 	if sb.IPv6 != nil {
 		// The bridge's own IPv6 address is tentative for a moment after the bridge is
 		// created; until DAD ends the host cannot use it to reach the pod.
+		t0 := time.Now()
 		if err := waitIPv6Settled(ctx, m.bridge); err != nil {
 			return nil, err
 		}
+		m.traced("ipv6-settle", t0)
 	}
+	t0 = time.Now()
+	defer m.traced("files", t0)
 	resolv, err := m.resolvConfContents()
 	if err != nil {
 		return nil, err
@@ -442,5 +495,75 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 			delete(k.locks, key)
 		}
 		k.mu.Unlock()
+	}
+}
+
+// forceClean removes what a failed Setup left when CNI DEL cannot run: the netns pin
+// (removing the namespace deletes the pod's veth end, and with it the host end), the
+// host veth if it is still there, the host-local leases held by uid, nat rules tagged
+// with uid, the CNI cache entry and the pod's files.
+func (m *Manager) forceClean(ctx context.Context, uid string) error {
+	var errs []error
+	pin := m.netnsPath(uid)
+	if isNetNS(pin) && hasInterface(pin, PodInterface) {
+		// Deleting the pod end deletes the host end at once; the namespace itself may
+		// die a moment after its unmount.
+		out, err := exec.CommandContext(ctx, "nsenter", "--net="+pin, "ip", "link", "del", PodInterface).CombinedOutput()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("deleting the pod's %s: %w: %s", PodInterface, err, strings.TrimSpace(string(out))))
+		}
+	}
+	if err := removeNetNS(pin); err != nil {
+		errs = append(errs, err)
+	}
+	if err := m.releaseLeases(uid); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removeStaleNATRules(ctx, m.network, uid); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.Remove(m.cacheFile(m.network, uid)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("removing CNI cache entry: %w", err))
+	}
+	if err := os.RemoveAll(m.podDir(uid)); err != nil {
+		errs = append(errs, fmt.Errorf("removing pod files: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// releaseLeases deletes the host-local lease files of network whose holder is uid
+// (host-local writes "<container id>\r\n<ifname>" into the file named after the IP).
+func (m *Manager) releaseLeases(uid string) error {
+	dir := filepath.Join(m.ipamDir(), m.network)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading leases: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if net.ParseIP(e.Name()) == nil {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		holder, _, _ := strings.Cut(string(b), "\n")
+		if strings.TrimSpace(holder) == uid {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("releasing lease %s: %w", e.Name(), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) traced(phase string, since time.Time) {
+	if m.trace != nil {
+		m.trace(phase, time.Since(since))
 	}
 }

@@ -41,6 +41,11 @@ func createNetNS(pin string) error {
 			if err := unix.Mount(src, pin, "none", unix.MS_BIND, ""); err != nil {
 				return fmt.Errorf("bind-mounting %s onto %s: %w", src, pin, err)
 			}
+			// lo up here saves the loopback plugin's run on every ADD and DEL; the
+			// kernel gives it 127.0.0.1 and ::1 as it comes up.
+			if err := loopbackUp(); err != nil {
+				return err
+			}
 			// /proc/sys/net shows the calling thread's namespace.
 			for _, scope := range []string{"all", "default"} {
 				p := "/proc/sys/net/ipv6/conf/" + scope + "/accept_dad"
@@ -56,6 +61,27 @@ func createNetNS(pin string) error {
 			err = errors.Join(err, rmErr)
 		}
 		return fmt.Errorf("creating netns %s: %w", pin, err)
+	}
+	return nil
+}
+
+// loopbackUp sets lo up in the calling thread's network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bringing lo up: socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("bringing lo up: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bringing lo up: SIOCGIFFLAGS: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bringing lo up: SIOCSIFFLAGS: %w", err)
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ import (
 // that use CNI in parallel pick their own.
 const (
 	testNetwork = "gtest-sbx"
+	testNATTbl  = "gtest-sbx-nat"
 	testBridge  = "gtest-sbx0"
 	testSubnet4 = "10.244.200.0/24"
 	testSubnet6 = "fd00:10:244:c8::/64"
@@ -56,9 +57,16 @@ func newEnv(t *testing.T, extra ...sandbox.Option) *env {
 		sandbox.WithNetwork(testNetwork, testBridge),
 		sandbox.WithSubnets(testSubnet4, testSubnet6),
 		sandbox.WithResolvConf("nameserver 192.0.2.53\nsearch default.svc.cluster.local\n"),
+		sandbox.WithMasqueradeTable(testNATTbl),
 	}, extra...)
 	e.m = sandbox.New(e.opts...)
 	t.Cleanup(func() {
+		if err := e.m.RemoveMasquerade(); err != nil {
+			t.Errorf("cleanup: RemoveMasquerade: %v", err)
+		}
+		if out, _ := exec.Command("nft", "list", "table", "inet", testNATTbl).CombinedOutput(); !strings.Contains(string(out), "No such file") {
+			t.Errorf("cleanup: table inet %s left:\n%s", testNATTbl, out)
+		}
 		// Tear down with a Manager that has the real plugin dir, whatever the test used.
 		m := sandbox.New(append(append([]sandbox.Option(nil), e.opts...), sandbox.WithCNIBinDir("/usr/lib/cni"))...)
 		uids, err := m.List()
@@ -324,7 +332,7 @@ func TestSetupDualStackHTTPFromHost(t *testing.T) {
 	serveHTTP(t, sb, testPort, "hello from pod-a")
 	mustGet(t, "", hostPortURL(sb.IPv4, testPort), "hello from pod-a")
 	mustGet(t, "", hostPortURL(sb.IPv6, testPort), "hello from pod-a")
-	// The loopback plugin brought lo up: the pod reaches itself on localhost.
+	// lo is up (createNetNS): the pod reaches itself on localhost.
 	mustGet(t, sb.NetNSPath, hostPortURL(net.IPv4(127, 0, 0, 1), testPort), "hello from pod-a")
 	mustGet(t, sb.NetNSPath, hostPortURL(net.IPv6loopback, testPort), "hello from pod-a")
 
@@ -568,10 +576,20 @@ func TestCNIFailureRollsBack(t *testing.T) {
 		binDir       func(t *testing.T) string
 	}{
 		// Nothing runs: the first plugin is missing.
-		{"no plugin dir", "loopback", func(t *testing.T) string { return filepath.Join(t.TempDir(), "missing") }},
+		{"no plugin dir", "bridge", func(t *testing.T) string { return filepath.Join(t.TempDir(), "missing") }},
 		// bridge and host-local have created a veth and leases when portmap fails.
 		{"portmap missing", "portmap", func(t *testing.T) string {
 			return linkPlugins(t, "loopback", "bridge", "host-local")
+		}},
+		// portmap is there but fails ADD and DEL alike: DEL of the chain cannot run, so
+		// the rollback removes the veth, leases and netns itself.
+		{"portmap fails add and del", "portmap", func(t *testing.T) string {
+			dir := linkPlugins(t, "loopback", "bridge", "host-local")
+			script := "#!/bin/sh\necho '{\"cniVersion\":\"1.0.0\",\"code\":999,\"msg\":\"broken for the test\"}'\nexit 1\n"
+			if err := os.WriteFile(filepath.Join(dir, "portmap"), []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return dir
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -714,8 +732,11 @@ func benchSetupTeardown(b *testing.B, masq bool) {
 	dataDir := b.TempDir()
 	m := sandbox.New(sandbox.WithDataDir(dataDir), sandbox.WithNetwork(testNetwork, testBridge),
 		sandbox.WithSubnets(testSubnet4, testSubnet6), sandbox.WithResolvConf("nameserver 192.0.2.53\n"),
-		sandbox.WithIPMasq(masq))
-	b.Cleanup(func() { exec.Command("ip", "link", "del", testBridge).Run() })
+		sandbox.WithIPMasq(masq), sandbox.WithMasqueradeTable(testNATTbl))
+	b.Cleanup(func() {
+		_ = m.RemoveMasquerade()
+		exec.Command("ip", "link", "del", testBridge).Run()
+	})
 	ctx := context.Background()
 	i := 0
 	for b.Loop() {
