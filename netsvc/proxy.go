@@ -31,7 +31,9 @@ type Proxy struct {
 	nsFile *os.File
 
 	mu   sync.Mutex
-	conn *nftables.Conn
+	conn *nftables.Conn // queries; batches go through sender
+	// sender sends the batches that builders queue on its encoder connections.
+	sender *batchSender
 	// applied is what the kernel holds, per service; synced is false when that is
 	// unknown (before the first Sync, after a failed one): the next Sync then
 	// replaces the table.
@@ -101,6 +103,10 @@ func NewProxy(opts ...Option) (*Proxy, error) {
 		p.closeFiles()
 		return nil, unusable(err)
 	}
+	if p.sender, err = newBatchSender(fd); err != nil {
+		p.closeFiles()
+		return nil, unusable(err)
+	}
 	return p, nil
 }
 
@@ -136,25 +142,14 @@ func bigBuffers(c *netlink.Conn) error {
 	return nil // without CAP_NET_ADMIN the default buffers serve small rule sets
 }
 
-func (p *Proxy) redial() error {
-	_ = p.conn.CloseLasting()
-	fd := 0
-	if p.nsFile != nil {
-		fd = int(p.nsFile.Fd())
-	}
-	conn, err := nftables.New(nftables.WithNetNSFd(fd), nftables.AsLasting(), nftables.WithSockOptions(bigBuffers))
-	if err != nil {
-		p.conn = nil
-		return unusable(err)
-	}
-	p.conn = conn
-	return nil
-}
-
 func (p *Proxy) closeFiles() {
 	if p.conn != nil {
 		_ = p.conn.CloseLasting()
 		p.conn = nil
+	}
+	if p.sender != nil {
+		_ = p.sender.close()
+		p.sender = nil
 	}
 	if p.nsFile != nil {
 		_ = p.nsFile.Close()
@@ -188,9 +183,12 @@ func (p *Proxy) Sync(ctx context.Context, st State) error {
 		return fmt.Errorf("proxy is closed: %w", api.ErrFailedPrecondition)
 	}
 	parts := buildParts(st, p.applied)
-	b := &builder{conn: p.conn, table: p.nftTable()}
+	enc, err := p.sender.encoder()
+	if err != nil {
+		return fmt.Errorf("nftables encoder: %w", err)
+	}
+	b := &builder{conn: enc, table: p.nftTable()}
 	var stats SyncStats
-	var err error
 	var hpDelta map[netip.Addr]int
 	if !p.synced {
 		stats, err = p.replace(b, mergeParts(parts))
@@ -240,15 +238,16 @@ func (p *Proxy) Sync(ctx context.Context, st State) error {
 		}
 	}
 	if err != nil {
-		// Drop the half-queued batch with the connection that holds it.
+		// The half-queued batch goes with its encoder.
 		p.synced = false
-		if rerr := p.redial(); rerr != nil {
-			return errors.Join(err, rerr)
-		}
 		return err
 	}
 	if stats.Messages > 0 {
-		if err := p.conn.Flush(); err != nil {
+		err := enc.Flush() // encodes into p.sender
+		if err == nil {
+			err = p.sender.flush()
+		}
+		if err != nil {
 			p.synced = false
 			return fmt.Errorf("nftables batch for table %s (%d messages): %w", p.table, stats.Messages, err)
 		}

@@ -410,3 +410,34 @@ func TestVIPTraffic(t *testing.T) {
 		t.Errorf("connect after the endpoint left = %v, want ECONNREFUSED", err)
 	}
 }
+
+// TestSyncKernelErrorThenRecovers: a batch the kernel refuses (the table was
+// deleted behind the proxy's back, so flushing a chain fails) is reported with
+// the failing message and its errno, and the next Sync replaces the table.
+func TestSyncKernelErrorThenRecovers(t *testing.T) {
+	name, ns := newNetNS(t, "kerr")
+	p := newTestProxy(t, ns)
+	if err := p.Sync(context.Background(), sampleState()); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	sh(t, "ip", "netns", "exec", name, "nft", "delete", "table", "inet", DefaultTableName)
+	next := sampleState()
+	next.Endpoints[ServiceKey{"default", "web"}][2].Ready = false
+	err := p.Sync(context.Background(), next)
+	if !errors.Is(err, syscall.ENOENT) || !strings.Contains(err.Error(), "message") {
+		t.Fatalf("Sync into a deleted table: %v, want ENOENT naming the message", err)
+	}
+	if _, ok := readTable(t, ns, DefaultTableName); ok {
+		t.Errorf("the refused batch left a table behind (not atomic)")
+	}
+	if err := p.Sync(context.Background(), next); err != nil {
+		t.Fatalf("Sync after the failure: %v", err)
+	}
+	if !p.Stats().Full {
+		t.Errorf("Sync after a failure was not a full replace: %+v", p.Stats())
+	}
+	got, _ := readTable(t, ns, DefaultTableName)
+	if diff := cmp.Diff(modelView(next).chains, got.chains); diff != "" {
+		t.Errorf("chains after recovery (-model +kernel):\n%s", diff)
+	}
+}

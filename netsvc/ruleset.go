@@ -3,7 +3,7 @@ package netsvc
 import (
 	"encoding/binary"
 	"fmt"
-	"hash/fnv"
+	"hash/maphash"
 	"net/netip"
 	"sort"
 	"strings"
@@ -120,6 +120,27 @@ func emptyRuleset() *ruleset {
 type servicePart struct {
 	hash uint64
 	rs   *ruleset
+	// claims are the part's map keys (VIP:port, NodePort), computed once.
+	claims []claimKey
+}
+
+// claimKey is one map element key of one map: what two services may not share.
+type claimKey struct {
+	nodePort, v6 bool // which of the four maps
+	addr         netip.Addr
+	proto        string
+	port         uint16
+}
+
+func newServicePart(h uint64, svc *Service, eps []Endpoint) *servicePart {
+	part := &servicePart{hash: h, rs: emptyRuleset()}
+	part.rs.addService(svc, eps)
+	for _, m := range part.rs.maps {
+		for _, e := range m.elems {
+			part.claims = append(part.claims, claimKey{m.nodePort, m.v6, e.addr, e.proto, e.port})
+		}
+	}
+	return part
 }
 
 // buildParts builds each service's part, reusing the part in prev when the
@@ -127,8 +148,8 @@ type servicePart struct {
 // claimed by an earlier service of st (or that repeats an earlier service's key)
 // is left out: the first in State order wins.
 func buildParts(st State, prev map[ServiceKey]*servicePart) map[ServiceKey]*servicePart {
-	parts := map[ServiceKey]*servicePart{}
-	claimed := map[string]bool{}
+	parts := make(map[ServiceKey]*servicePart, len(st.Services))
+	claimed := make(map[claimKey]bool, len(st.Services))
 	for i := range st.Services {
 		svc := &st.Services[i]
 		key := svc.Key()
@@ -139,22 +160,17 @@ func buildParts(st State, prev map[ServiceKey]*servicePart) map[ServiceKey]*serv
 		h := hashService(svc, eps)
 		part := prev[key]
 		if part == nil || part.hash != h {
-			part = &servicePart{hash: h, rs: emptyRuleset()}
-			part.rs.addService(svc, eps)
+			part = newServicePart(h, svc, eps)
 		}
 		clash := false
-		for mname, m := range part.rs.maps {
-			for k := range m.elems {
-				clash = clash || claimed[mname+"|"+k]
-			}
+		for _, c := range part.claims {
+			clash = clash || claimed[c]
 		}
 		if clash {
 			continue
 		}
-		for mname, m := range part.rs.maps {
-			for k := range m.elems {
-				claimed[mname+"|"+k] = true
-			}
+		for _, c := range part.claims {
+			claimed[c] = true
 		}
 		parts[key] = part
 	}
@@ -188,19 +204,28 @@ func (rs *ruleset) merge(o *ruleset) {
 	}
 }
 
+// hashSeed keys hashService: hashes are only compared within one process.
+var hashSeed = maphash.MakeSeed()
+
 // hashService hashes everything of a service and its endpoints that the rules
 // depend on.
 func hashService(svc *Service, eps []Endpoint) uint64 {
-	h := fnv.New64a()
+	var h maphash.Hash
+	h.SetSeed(hashSeed)
 	var buf [8]byte
 	str := func(s string) {
 		binary.LittleEndian.PutUint32(buf[:4], uint32(len(s)))
 		h.Write(buf[:4])
-		h.Write([]byte(s))
+		h.WriteString(s)
 	}
 	num := func(v int64) {
 		binary.LittleEndian.PutUint64(buf[:], uint64(v))
 		h.Write(buf[:])
+	}
+	addr := func(a netip.Addr) {
+		b := a.As16()
+		h.WriteByte(byte(a.BitLen()))
+		h.Write(b[:])
 	}
 	flag := func(b bool) {
 		if b {
@@ -216,7 +241,7 @@ func hashService(svc *Service, eps []Endpoint) uint64 {
 	num(int64(svc.AffinityTimeout))
 	num(int64(len(svc.ClusterIPs)))
 	for _, ip := range svc.ClusterIPs {
-		str(string(ip.AsSlice()))
+		addr(ip)
 	}
 	num(int64(len(svc.Ports)))
 	for _, p := range svc.Ports {
@@ -227,7 +252,7 @@ func hashService(svc *Service, eps []Endpoint) uint64 {
 	}
 	num(int64(len(eps)))
 	for _, ep := range eps {
-		str(string(ep.IP.AsSlice()))
+		addr(ep.IP)
 		flag(ep.Ready)
 		flag(ep.Terminating)
 		num(int64(len(ep.Ports)))
