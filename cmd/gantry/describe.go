@@ -24,14 +24,10 @@ func newDescribeCmd() *cobra.Command {
 	var cf clientFlags
 	var ns string
 	cmd := &cobra.Command{
-		Use:   "describe node|pod NAME",
+		Use:   "describe app|node|pod NAME",
 		Short: "Show a node or a pod in detail: conditions, containers, recent events",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kind, err := kindOf(args[0])
-			if err != nil {
-				return err
-			}
 			c, err := cf.client()
 			if err != nil {
 				return err
@@ -39,6 +35,13 @@ func newDescribeCmd() *cobra.Command {
 			defer c.Close()
 			ctx, cancel := signalContext()
 			defer cancel()
+			if isAppsArg(args[0]) {
+				return describeApp(ctx, c, ns, args[1], cmd.OutOrStdout())
+			}
+			kind, err := kindOf(args[0])
+			if err != nil {
+				return err
+			}
 			return runDescribe(ctx, c, kind, ns, args[1], cmd.OutOrStdout())
 		},
 	}

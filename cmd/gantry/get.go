@@ -77,7 +77,7 @@ type getFlags struct {
 func newGetCmd() *cobra.Command {
 	var f getFlags
 	cmd := &cobra.Command{
-		Use:   "get nodes|pods|events [NAME]",
+		Use:   "get apps|nodes|pods|events [NAME]",
 		Short: "List or show cluster objects",
 		Long: `get prints nodes, pods or events as aligned columns, like kubectl get.
 
@@ -87,6 +87,20 @@ func newGetCmd() *cobra.Command {
   -w        after the list, print every change as it happens (until interrupted)`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if isAppsArg(args[0]) {
+				c, err := f.client()
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				ctx, cancel := signalContext()
+				defer cancel()
+				name := ""
+				if len(args) == 2 {
+					name = args[1]
+				}
+				return runGetApps(ctx, c, f.namespace, name, f.allNamespaces, f.output, cmd.OutOrStdout())
+			}
 			kind, err := kindOf(args[0])
 			if err != nil {
 				return err

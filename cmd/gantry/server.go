@@ -14,6 +14,7 @@ import (
 
 	"gantry.io/gantry/controlplane"
 	"gantry.io/gantry/store"
+	gitsync "gantry.io/gantry/sync"
 )
 
 func init() { register(newServerCmd) }
@@ -33,6 +34,7 @@ type serverFlags struct {
 	maskV6        int
 	grace         time.Duration
 	clientConfig  string
+	git           gitFlags
 }
 
 func (f *serverFlags) add(cmd *cobra.Command, defaultDataDir, defaultListen string) {
@@ -50,6 +52,7 @@ func (f *serverFlags) add(cmd *cobra.Command, defaultDataDir, defaultListen stri
 	fl.IntVar(&f.maskV6, "node-cidr-mask-v6", controlplane.DefaultNodeMaskV6, "prefix length of a node's IPv6 pod CIDR")
 	fl.DurationVar(&f.grace, "node-grace-period", controlplane.DefaultNodeGracePeriod, "missing heartbeats for this long make a node NotReady")
 	fl.StringVar(&f.clientConfig, "client-config", "", "where to write the admin client config (default $GANTRY_CONFIG or ~/.config/gantry/config)")
+	f.git.add(cmd)
 }
 
 // controlPlane is a running store and API server; Close stops both.
@@ -57,11 +60,15 @@ type controlPlane struct {
 	etcd   *store.Embedded
 	cli    *clientv3.Client
 	server *controlplane.Server
+	syncer *gitsync.Syncer
 }
 
 func (cp *controlPlane) Close() {
 	if cp.server != nil {
 		cp.server.Close()
+	}
+	if cp.syncer != nil {
+		cp.syncer.Close()
 	}
 	if cp.cli != nil {
 		cp.cli.Close()
@@ -73,7 +80,11 @@ func (cp *controlPlane) Close() {
 
 // startControlPlane starts the embedded etcd (unless external endpoints are given)
 // and the API server. On error everything started is stopped.
-func startControlPlane(ctx context.Context, f serverFlags, logger *slog.Logger) (*controlPlane, error) {
+//
+// With --repo it also follows the git repository and runs the reconcile loop; the
+// loop waits until gate is closed (nil: at once), so `gantry up` can import images
+// before the first pods are placed.
+func startControlPlane(ctx context.Context, f serverFlags, logger *slog.Logger, gate <-chan struct{}) (*controlPlane, error) {
 	cp := &controlPlane{}
 	ok := false
 	defer func() {
@@ -111,7 +122,16 @@ func startControlPlane(ctx context.Context, f serverFlags, logger *slog.Logger) 
 	if f.clientConfig != "" {
 		opts = append(opts, controlplane.WithClientConfigPath(f.clientConfig))
 	}
-	cp.server = controlplane.New(store.New(cp.cli), opts...)
+	st := store.New(cp.cli)
+	if f.git.repo != "" {
+		rec, syncer, err := f.git.reconciler(st, f.dataDir, logger, gate)
+		if err != nil {
+			return nil, err
+		}
+		cp.syncer = syncer
+		opts = append(opts, controlplane.WithReconciler(rec))
+	}
+	cp.server = controlplane.New(st, opts...)
 	if err := cp.server.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -151,12 +171,13 @@ pods running and reconnect when it is back.`,
 			ctx, stop := signalContext()
 			defer stop()
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-			cp, err := startControlPlane(ctx, f, logger)
+			cp, err := startControlPlane(ctx, f, logger, nil)
 			if err != nil {
 				return err
 			}
 			defer cp.Close()
 			printServerInfo(cmd.ErrOrStderr(), cp.server)
+			printGitInfo(cmd.ErrOrStderr(), f.git)
 			<-ctx.Done()
 			fmt.Fprintln(cmd.ErrOrStderr(), "gantry: stopping the server")
 			return nil

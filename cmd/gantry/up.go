@@ -362,7 +362,8 @@ func runUp(ctx context.Context, f upFlags, stderr io.Writer) error {
 		socket = own.socket
 		fmt.Fprintf(stderr, "gantry: no containerd at %s; started one on %s\n", f.containerd, socket)
 	}
-	cp, err := startControlPlane(ctx, f.serverFlags, logger)
+	gate := make(chan struct{})
+	cp, err := startControlPlane(ctx, f.serverFlags, logger, gate)
 	if err != nil {
 		return err
 	}
@@ -383,7 +384,9 @@ func runUp(ctx context.Context, f upFlags, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "gantry: imported %v from %s\n", names, archive)
 	}
+	close(gate) // images are in: the reconcile loop may place pods now
 	printServerInfo(stderr, cp.server)
+	printGitInfo(stderr, f.git)
 	fmt.Fprintf(stderr, "gantry: local node %s runs pods on containerd %s (pod CIDRs %v)\n", agent.creds.NodeName, socket, agent.creds.PodCIDRs)
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "gantry: stopping; pods keep running and are adopted by the next start")
