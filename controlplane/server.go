@@ -66,6 +66,7 @@ type serverOpts struct {
 	clientConfigPath string
 	logger           *slog.Logger
 	now              func() time.Time
+	reconciler       *Reconciler
 	material         MaterialSource
 }
 
@@ -186,6 +187,13 @@ func (s *Server) Start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(2)
+	if rec := o.reconciler; rec != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			rec.Run(runCtx)
+		}()
+	}
 	go func() {
 		defer s.wg.Done()
 		if err := s.httpSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
