@@ -441,3 +441,69 @@ func TestSyncKernelErrorThenRecovers(t *testing.T) {
 		t.Errorf("chains after recovery (-model +kernel):\n%s", diff)
 	}
 }
+
+// TestHairpinTraffic: a pod reaching itself through its service's VIP gets an
+// answer (its source is masqueraded to the node, otherwise the pod would drop
+// its own address arriving from outside), while another client keeps its source.
+func TestHairpinTraffic(t *testing.T) {
+	node, nodeNS := newNetNS(t, "hn")
+	pod, podNS := newNetNS(t, "hp")
+	veth := fmt.Sprintf("gtnsv%d", nsSeq.Add(1))
+	sh(t, "ip", "link", "add", veth, "netns", node, "type", "veth", "peer", "name", "eth0", "netns", pod)
+	sh(t, "ip", "-n", node, "addr", "add", "10.251.0.1/24", "dev", veth)
+	sh(t, "ip", "-n", pod, "addr", "add", "10.251.0.2/24", "dev", "eth0")
+	sh(t, "ip", "-n", node, "link", "set", veth, "up")
+	sh(t, "ip", "-n", pod, "link", "set", "eth0", "up")
+	sh(t, "ip", "-n", pod, "route", "add", "default", "via", "10.251.0.1")
+	sh(t, "ip", "netns", "exec", node, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+
+	var ln net.Listener
+	if err := inNetNS(podNS, func() (err error) { ln, err = net.Listen("tcp", "0.0.0.0:8080"); return err }); err != nil {
+		t.Fatalf("pod listen: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "saw %s", r.RemoteAddr)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	st := State{
+		Services: []Service{{Namespace: "default", Name: "self", ClusterIPs: []netip.Addr{addr("10.96.0.20")},
+			Ports: []ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}}},
+		Endpoints: map[ServiceKey][]Endpoint{{"default", "self"}: {{IP: addr("10.251.0.2"), Ports: map[string]int32{"": 8080}, Ready: true}}},
+	}
+	p := newTestProxy(t, nodeNS)
+	if err := p.Sync(context.Background(), st); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+	get := func(ns string) (string, error) {
+		var body string
+		err := inNetNS(ns, func() error {
+			conn, err := net.DialTimeout("tcp", "10.96.0.20:80", 5*time.Second)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(conn, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+			b, err := io.ReadAll(conn)
+			body = string(b)
+			return err
+		})
+		return body, err
+	}
+	body, err := get(podNS)
+	if err != nil || !strings.Contains(body, "saw 10.251.0.1:") {
+		t.Errorf("pod → its own VIP: %q, %v; want an answer seeing the node's address 10.251.0.1", body, err)
+	}
+
+	// The hairpin element follows the endpoint.
+	st.Endpoints = nil
+	if err := p.Sync(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := readTable(t, nodeNS, DefaultTableName)
+	if n := len(v.elems[setHairpin4]); n != 0 {
+		t.Errorf("hairpin set has %d elements after the endpoint left, want 0", n)
+	}
+}
