@@ -77,6 +77,9 @@ type Executor struct {
 	oomMu sync.Mutex
 	oom   map[string]bool // containerd IDs that saw an OOM event
 
+	// images are the present, unpacked images by reference (IfNotPresent/Never), so a
+	// start does not look them up again; an entry is dropped when a create fails.
+	images sync.Map
 }
 
 // New returns an Executor; see the With* options for the defaults.

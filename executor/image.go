@@ -100,7 +100,9 @@ func pullPolicy(c *corev1.Container) corev1.PullPolicy {
 var errPullNever = errors.New("image not present and imagePullPolicy is Never")
 
 // ensureImage returns the image for c, pulling it according to its pull policy, and
-// makes sure it is unpacked into the snapshotter.
+// makes sure it is unpacked into the snapshotter. An image found present and unpacked is
+// remembered (not for PullAlways), so the next start of it costs no round trip;
+// forgetImage drops it when a create with it fails (the image was removed meanwhile).
 func (e *Executor) ensureImage(ctx context.Context, c *corev1.Container) (containerd.Image, error) {
 	ref, err := normalizeImage(c.Image)
 	if err != nil {
@@ -109,11 +111,15 @@ func (e *Executor) ensureImage(ctx context.Context, c *corev1.Container) (contai
 	policy := pullPolicy(c)
 	cl := e.client()
 	if policy != corev1.PullAlways {
+		if img, ok := e.images.Load(ref); ok {
+			return img.(containerd.Image), nil
+		}
 		img, err := cl.GetImage(ctx, ref)
 		if err == nil {
 			if err := unpack(ctx, img, e.opts.snapshotter); err != nil {
 				return nil, e.unavailable(ctx, err)
 			}
+			e.images.Store(ref, img)
 			return img, nil
 		}
 		if !errdefs.IsNotFound(err) {
@@ -198,4 +204,11 @@ func (e *Executor) Import(ctx context.Context, r io.Reader) ([]string, error) {
 		names = append(names, im.Name)
 	}
 	return names, nil
+}
+
+// forgetImage drops c's image from the remembered ones.
+func (e *Executor) forgetImage(c *corev1.Container) {
+	if ref, err := normalizeImage(c.Image); err == nil {
+		e.images.Delete(ref)
+	}
 }

@@ -450,10 +450,6 @@ func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Contain
 		return
 	}
 	id := containerID(w.uid, c.Name, st.restarts)
-	// A container left from an earlier attempt with the same run number is stale.
-	if old, err := cl.LoadContainer(ctx, id); err == nil {
-		w.e.deleteContainer(ctx, old)
-	}
 	opts, err := specOpts(specInput{pod: p.Pod, c: c, id: id, img: img, env: env, sb: w.sb, volumes: w.vols})
 	if err != nil {
 		w.cannotRun(st, c, err)
@@ -463,14 +459,28 @@ func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Contain
 	// Set at creation, a moment before the start, to save a round trip per start; an
 	// adopting agent reports it as the start time.
 	labels[LabelStartedAt] = time.Now().UTC().Format(time.RFC3339Nano)
-	ctr, err := cl.NewContainer(ctx, id,
-		containerd.WithImage(img),
-		containerd.WithSnapshotter(w.e.opts.snapshotter),
-		containerd.WithNewSnapshot(id, img),
-		containerd.WithNewSpec(opts...),
-		containerd.WithContainerLabels(labels),
-	)
+	create := func() (containerd.Container, error) {
+		return cl.NewContainer(ctx, id,
+			containerd.WithImage(img),
+			containerd.WithSnapshotter(w.e.opts.snapshotter),
+			containerd.WithNewSnapshot(id, img),
+			containerd.WithNewSpec(opts...),
+			containerd.WithContainerLabels(labels),
+		)
+	}
+	ctr, err := create()
+	if errdefs.IsAlreadyExists(err) {
+		// A container (or snapshot) left from an earlier attempt with the same run
+		// number is stale. Looked for only now: the usual start saves the round trip.
+		if old, lerr := cl.LoadContainer(ctx, id); lerr == nil {
+			w.e.deleteContainer(ctx, old)
+		} else if sn := cl.SnapshotService(w.e.opts.snapshotter); sn != nil {
+			_ = sn.Remove(ctx, id)
+		}
+		ctr, err = create()
+	}
 	if err != nil {
+		w.e.forgetImage(c)
 		w.cannotRun(st, c, fmt.Errorf("create container: %w", err))
 		return
 	}
