@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"gantry.io/gantry/api"
 	"gantry.io/gantry/controlplane"
@@ -314,4 +315,177 @@ func TestPodMaterialEndpoint(t *testing.T) {
 	}
 	hits := countLeaks(t, values, texts)
 	t.Logf("leak check: %d values × %d texts (%d log bytes): %d hits", len(values), len(texts), len(logs.String()), hits)
+}
+
+// countingFetcher passes fetches to an agent and counts the failures.
+type countingFetcher struct {
+	a        *agentclient.Agent
+	mu       sync.Mutex
+	failures int
+	texts    []string
+}
+
+func (f *countingFetcher) FetchMaterial(ctx context.Context, pod *corev1.Pod) (*agentclient.Material, error) {
+	m, err := f.a.FetchMaterial(ctx, pod)
+	if err != nil {
+		f.mu.Lock()
+		f.failures++
+		f.texts = append(f.texts, err.Error())
+		f.mu.Unlock()
+	}
+	return m, err
+}
+
+func (f *countingFetcher) failed() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failures
+}
+
+// fakeExecutor records what the Materializer hands over.
+type fakeExecutor struct {
+	mu    sync.Mutex
+	last  map[string]agentclient.ReadyPod
+	calls int
+}
+
+func (x *fakeExecutor) sync(pods []agentclient.ReadyPod) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.calls++
+	x.last = map[string]agentclient.ReadyPod{}
+	for _, p := range pods {
+		x.last[p.Pod.Namespace+"/"+p.Pod.Name] = p
+	}
+}
+
+func (x *fakeExecutor) get(k string) (agentclient.ReadyPod, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	p, ok := x.last[k]
+	return p, ok
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAgentHoldsBackPodUntilMaterial runs a real agent against a real server and Vault:
+// a pod whose secret is missing is held back with SecretUnavailable (in the store),
+// released when the value appears, and left as it is when Vault stops.
+func TestAgentHoldsBackPodUntilMaterial(t *testing.T) {
+	v := testenv.StartVault(t)
+	const password, tlsKey = "agent-pw-Hq27-secret", "agent-key-Wn64-secret"
+	values := []string{password, tlsKey, v.RootToken()}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	creds := func(ns, store, key string) ([]byte, error) {
+		if ns == "shop" && store == "vault" && key == secrets.CredToken {
+			return []byte(v.RootToken()), nil
+		}
+		return nil, api.ErrNotFound
+	}
+	r := secrets.New(secrets.WithCredentials(creds), secrets.WithLogger(logger), secrets.WithTimeout(3*time.Second))
+	t.Cleanup(func() { _ = r.Close() })
+	cache := secrets.NewCache(r, secrets.WithDefaultRefresh(100*time.Millisecond), secrets.WithBackoff(20*time.Millisecond, 100*time.Millisecond), secrets.WithTick(20*time.Millisecond))
+	cm := &corev1.ConfigMap{Data: map[string]string{"mode": "blue"}}
+	cm.Name, cm.Namespace = "app-config", "shop"
+	store, db, tls := vaultStore(v.Addr()), extSecret("db", "db-credentials", "shop/db"), extSecret("tls", "", "shop/tls")
+	desired := &manifest.Desired{ConfigMaps: []*corev1.ConfigMap{cm}, SecretStores: []*manifest.SecretStore{store},
+		ExternalSecrets: []*manifest.ExternalSecret{db, tls}}
+	cache.Set([]manifest.SecretStore{*store}, []manifest.ExternalSecret{*db, *tls})
+	ctx, cancel := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	t.Cleanup(func() { cancel(); bg.Wait() })
+	bg.Add(1)
+	go func() { defer bg.Done(); cache.Run(ctx, nil) }()
+
+	e := startServer(t, controlplane.WithLogger(logger),
+		controlplane.WithMaterialSource(controlplane.NewDesiredMaterial(func() *manifest.Desired { return desired }, cache, r.Redactor())))
+	exec := &fakeExecutor{}
+	fetcher := &countingFetcher{}
+	var a *agentclient.Agent // set before mat.Run starts, the only caller of the status reporter
+	mat := agentclient.NewMaterializer(fetcher, exec.sync,
+		agentclient.WithMaterialPoll(50*time.Millisecond), agentclient.WithMaterialBackoff(20*time.Millisecond, 200*time.Millisecond),
+		agentclient.WithMaterialStatus(func(ns, name string, uid types.UID, st corev1.PodStatus) { a.ReportStatus(ns, name, uid, st) }),
+		agentclient.WithMaterialLogger(logger))
+	a = startAgent(t, e, e.join(t, "node-a"), nil, mat.Pods)
+	fetcher.a = a
+	bg.Add(1)
+	go func() { defer bg.Done(); mat.Run(ctx) }()
+
+	// Only one of the two secrets exists: the pod needing both is held back.
+	v.WriteKV2(t, "secret", "shop/tls", map[string]any{"tls.key": tlsKey})
+	for _, p := range []*corev1.Pod{materialPod("shop", "web", "node-a"), testPod("shop", "plain", "node-a")} {
+		if _, err := e.st.Pods().Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the plain pod delivered", func() bool { _, ok := exec.get("shop/plain"); return ok })
+	var cond *corev1.PodCondition
+	waitFor(t, "SecretUnavailable on shop/web in the store", func() bool {
+		p, err := e.st.Pods().Get(ctx, "shop", "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range p.Status.Conditions {
+			if c := p.Status.Conditions[i]; c.Type == agentclient.PodConditionSecretUnavailable && c.Status == corev1.ConditionTrue {
+				cond = &c
+				return p.Status.Phase == corev1.PodPending
+			}
+		}
+		return false
+	})
+	t.Logf("held back: %s: %s", cond.Reason, cond.Message)
+	for _, s := range []string{`"shop/vault"`, `"secret/data/shop/db"`} {
+		if !strings.Contains(cond.Message, s) {
+			t.Errorf("SecretUnavailable message %q does not name %s", cond.Message, s)
+		}
+	}
+	if _, ok := exec.get("shop/web"); ok {
+		t.Fatalf("shop/web was handed to the executor while its secret is missing")
+	}
+	if held := mat.Held(); held["shop/web"] == "" {
+		t.Errorf("Held() = %v, want shop/web", held)
+	}
+
+	// The value appears in Vault: the pod is released with it.
+	v.WriteKV2(t, "secret", "shop/db", map[string]any{"password": password})
+	waitFor(t, "shop/web delivered", func() bool { _, ok := exec.get("shop/web"); return ok })
+	web, _ := exec.get("shop/web")
+	if string(web.Secrets["db-credentials"].Data["password"]) != password || string(web.Secrets["tls"].Data["tls.key"]) != tlsKey || web.ConfigMaps["app-config"].Data["mode"] != "blue" {
+		t.Errorf("shop/web delivered without its values: secrets %v configmaps %v", len(web.Secrets), len(web.ConfigMaps))
+	}
+	if len(mat.Held()) != 0 {
+		t.Errorf("Held() after release = %v", mat.Held())
+	}
+
+	// Vault stops: the running pod keeps its material, untouched.
+	before := fetcher.failed()
+	v.Stop(t)
+	waitFor(t, "two failed refetches", func() bool { return fetcher.failed() >= before+2 })
+	after, ok := exec.get("shop/web")
+	if !ok || after.Hash != web.Hash || string(after.Secrets["db-credentials"].Data["password"]) != password {
+		t.Errorf("Vault stopped: running pod changed: delivered=%v hash %s → %s", ok, web.Hash, after.Hash)
+	}
+
+	// No value in logs, errors, the pod's status or events.
+	texts := []string{logs.String(), cond.Message}
+	fetcher.mu.Lock()
+	texts = append(texts, fetcher.texts...)
+	fetcher.mu.Unlock()
+	admin := e.admin(t)
+	for _, p := range []string{"/api/v1/namespaces/shop/pods/web", "/api/v1/events"} {
+		_, body := rawGet(t, admin, p)
+		texts = append(texts, body)
+	}
+	hits := countLeaks(t, values, texts)
+	t.Logf("leak check: %d values × %d texts (%d log bytes, %d fetch errors): %d hits", len(values), len(texts), len(logs.String()), fetcher.failed(), hits)
 }
