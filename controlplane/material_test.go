@@ -489,3 +489,78 @@ func TestAgentHoldsBackPodUntilMaterial(t *testing.T) {
 	hits := countLeaks(t, values, texts)
 	t.Logf("leak check: %d values × %d texts (%d log bytes, %d fetch errors): %d hits", len(values), len(texts), len(logs.String()), fetcher.failed(), hits)
 }
+
+// TestConfigHash: ConfigMap content and resolved secret hashes change the hash;
+// restart-on-change "false", unrelated objects and undefined references do not.
+func TestConfigHash(t *testing.T) {
+	tmpl := &corev1.PodTemplateSpec{Spec: materialPod("shop", "web", "").Spec}
+	cm := &corev1.ConfigMap{Data: map[string]string{"mode": "blue"}}
+	cm.Name, cm.Namespace = "app-config", "shop"
+	other := cm.DeepCopy()
+	other.Name = "unrelated"
+	db, tls := extSecret("db", "db-credentials", "shop/db"), extSecret("tls", "", "shop/tls")
+	d := &manifest.Desired{ConfigMaps: []*corev1.ConfigMap{cm, other}, ExternalSecrets: []*manifest.ExternalSecret{db, tls}}
+	hashes := map[secrets.Ref]string{{Namespace: "shop", Name: "db"}: "sha256:1", {Namespace: "shop", Name: "tls"}: "sha256:a"}
+	base := controlplane.ConfigHash(tmpl, "shop", d, hashes)
+	if !strings.HasPrefix(base, "sha256:") {
+		t.Fatalf("ConfigHash = %q", base)
+	}
+	if again := controlplane.ConfigHash(tmpl.DeepCopy(), "shop", d, hashes); again != base {
+		t.Errorf("not deterministic: %s vs %s", base, again)
+	}
+	with := func(f func(d *manifest.Desired, h map[secrets.Ref]string)) string {
+		d2 := &manifest.Desired{}
+		for _, c := range d.ConfigMaps {
+			d2.ConfigMaps = append(d2.ConfigMaps, c.DeepCopy())
+		}
+		for _, es := range d.ExternalSecrets {
+			cp := *es
+			cp.ObjectMeta = *es.ObjectMeta.DeepCopy()
+			d2.ExternalSecrets = append(d2.ExternalSecrets, &cp)
+		}
+		h2 := map[secrets.Ref]string{}
+		for k, v := range hashes {
+			h2[k] = v
+		}
+		f(d2, h2)
+		return controlplane.ConfigHash(tmpl, "shop", d2, h2)
+	}
+	for name, tc := range map[string]struct {
+		change  func(d *manifest.Desired, h map[secrets.Ref]string)
+		changed bool
+	}{
+		"configmap value": {func(d *manifest.Desired, _ map[secrets.Ref]string) { d.ConfigMaps[0].Data["mode"] = "green" }, true},
+		"configmap binary data": {func(d *manifest.Desired, _ map[secrets.Ref]string) {
+			d.ConfigMaps[0].BinaryData = map[string][]byte{"x": {1}}
+		}, true},
+		"secret rotated": {func(_ *manifest.Desired, h map[secrets.Ref]string) {
+			h[secrets.Ref{Namespace: "shop", Name: "db"}] = "sha256:2"
+		}, true},
+		"secret not resolved yet": {func(_ *manifest.Desired, h map[secrets.Ref]string) {
+			delete(h, secrets.Ref{Namespace: "shop", Name: "db"})
+		}, true},
+		"unrelated configmap": {func(d *manifest.Desired, _ map[secrets.Ref]string) { d.ConfigMaps[1].Data["mode"] = "green" }, false},
+		"hash of another namespace": {func(_ *manifest.Desired, h map[secrets.Ref]string) {
+			h[secrets.Ref{Namespace: "other", Name: "db"}] = "x"
+		}, false},
+	} {
+		if got := with(tc.change); (got != base) != tc.changed {
+			t.Errorf("%s: hash changed=%v, want %v", name, got != base, tc.changed)
+		}
+	}
+	// restart-on-change "false": a rotation of tls updates files in place, no roll.
+	noRestart := func(d *manifest.Desired, h map[secrets.Ref]string) {
+		d.ExternalSecrets[1].Annotations = map[string]string{api.AnnotationRestartOnChange: "false"}
+	}
+	a := with(noRestart)
+	b := with(func(d *manifest.Desired, h map[secrets.Ref]string) {
+		noRestart(d, h)
+		h[secrets.Ref{Namespace: "shop", Name: "tls"}] = "sha256:b"
+	})
+	if a != b {
+		t.Errorf("restart-on-change false: rotation changed the hash %s → %s", a, b)
+	}
+	if controlplane.ConfigHash(&corev1.PodTemplateSpec{Spec: testPod("shop", "plain", "").Spec}, "shop", d, hashes) != "" {
+		t.Errorf("a template without references has a config hash")
+	}
+}
