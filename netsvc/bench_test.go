@@ -42,11 +42,20 @@ func percentile(d []time.Duration, p float64) time.Duration {
 }
 
 // BenchmarkEndpointChange measures endpoint change → rules applied: one endpoint
-// of one service turns unready (or ready again) and Sync programs it, on a node
-// holding services×4 endpoints. Reports p50/p99 of the Sync in ms.
+// of one service turns unready (or ready again) and Sync (api=sync) or
+// SyncChanged naming that service (api=changed) programs it, on a node holding
+// services×4 endpoints. Reports p50/p99 of the call in ms.
 func BenchmarkEndpointChange(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+	for _, tc := range []struct {
+		n       int
+		changed bool
+	}{{1000, false}, {10000, false}, {1000, true}, {10000, true}} {
+		n := tc.n
+		api := "sync"
+		if tc.changed {
+			api = "changed"
+		}
+		b.Run(fmt.Sprintf("api=%s/services=%d", api, n), func(b *testing.B) {
 			_, ns := newNetNS(b, "bec")
 			p, err := NewProxy(WithNetNS(ns))
 			if err != nil {
@@ -62,10 +71,17 @@ func BenchmarkEndpointChange(b *testing.B) {
 			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				eps := st.Endpoints[st.Services[i%n].Key()]
+				key := st.Services[i%n].Key()
+				eps := st.Endpoints[key]
 				eps[i%4].Ready = !eps[i%4].Ready
 				start := time.Now()
-				if err := p.Sync(context.Background(), st); err != nil {
+				var err error
+				if tc.changed {
+					err = p.SyncChanged(context.Background(), st, key)
+				} else {
+					err = p.Sync(context.Background(), st)
+				}
+				if err != nil {
 					b.Fatal(err)
 				}
 				lat = append(lat, time.Since(start))

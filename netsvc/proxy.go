@@ -173,7 +173,21 @@ func (p *Proxy) Stats() SyncStats {
 // as a whole — deleting stale chains, maps and sets — which is how an agent restart
 // is reconciled without a moment without rules; later Syncs send only the chains and
 // map elements that changed. Returns api.ErrFailedPrecondition after Close.
-func (p *Proxy) Sync(ctx context.Context, st State) error {
+func (p *Proxy) Sync(ctx context.Context, st State) error { return p.sync(ctx, st, nil, false) }
+
+// SyncChanged is Sync for a caller that knows what changed: st is the complete
+// state, as for Sync, and changed lists every service whose Service or endpoints
+// differ from the State of the previous successful Sync or SyncChanged. Services
+// not listed are assumed unchanged and are not examined, so an endpoint change
+// costs the same whatever the number of services. It falls back to a plain Sync
+// (which examines everything) before the first Sync, after a failed one, and when
+// a listed service appeared, disappeared, or changed its VIPs, ports or
+// NodePorts. Same atomicity and errors as Sync.
+func (p *Proxy) SyncChanged(ctx context.Context, st State, changed ...ServiceKey) error {
+	return p.sync(ctx, st, changed, true)
+}
+
+func (p *Proxy) sync(ctx context.Context, st State, changed []ServiceKey, hinted bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -182,7 +196,37 @@ func (p *Proxy) Sync(ctx context.Context, st State) error {
 	if p.conn == nil {
 		return fmt.Errorf("proxy is closed: %w", api.ErrFailedPrecondition)
 	}
-	parts := buildParts(st, p.applied)
+	// parts is the whole new table by service; or, on SyncChanged's fast path,
+	// overlay holds only the listed services' new parts over p.applied.
+	var parts, overlay map[ServiceKey]*servicePart
+	var diff []ServiceKey // services whose part differs from the applied one
+	if hinted && p.synced {
+		overlay = p.changedParts(st, changed)
+		for k, np := range overlay {
+			if p.applied[k] != np {
+				diff = append(diff, k)
+			}
+		}
+	}
+	if overlay == nil {
+		parts = buildParts(st, p.applied)
+		for k, np := range parts {
+			if p.applied[k] != np {
+				diff = append(diff, k)
+			}
+		}
+		for k := range p.applied {
+			if parts[k] == nil {
+				diff = append(diff, k)
+			}
+		}
+	}
+	newPart := func(k ServiceKey) *servicePart {
+		if overlay != nil {
+			return overlay[k]
+		}
+		return parts[k]
+	}
 	enc, err := p.sender.encoder()
 	if err != nil {
 		return fmt.Errorf("nftables encoder: %w", err)
@@ -195,31 +239,15 @@ func (p *Proxy) Sync(ctx context.Context, st State) error {
 	} else {
 		// Diff only the services whose part changed; the fixed chains never do.
 		have, want := emptyRuleset(), emptyRuleset()
-		for k, np := range parts {
-			if op := p.applied[k]; op != np {
-				if op != nil {
-					have.merge(op.rs)
-				}
-				want.merge(np.rs)
-			}
-		}
-		for k, op := range p.applied {
-			if parts[k] == nil {
-				have.merge(op.rs)
-			}
-		}
 		hpDelta = map[netip.Addr]int{}
-		for k, np := range parts {
-			if op := p.applied[k]; op != np {
-				if op != nil {
-					countHairpin(hpDelta, op, -1)
-				}
-				countHairpin(hpDelta, np, 1)
-			}
-		}
-		for k, op := range p.applied {
-			if parts[k] == nil {
+		for _, k := range diff {
+			if op := p.applied[k]; op != nil {
+				have.merge(op.rs)
 				countHairpin(hpDelta, op, -1)
+			}
+			if np := newPart(k); np != nil {
+				want.merge(np.rs)
+				countHairpin(hpDelta, np, 1)
 			}
 		}
 		var hpAdd, hpDel []netip.Addr
@@ -266,9 +294,68 @@ func (p *Proxy) Sync(ctx context.Context, st State) error {
 			}
 		}
 	}
-	p.applied, p.synced = parts, true
+	if overlay != nil {
+		for k, np := range overlay {
+			p.applied[k] = np
+		}
+	} else {
+		p.applied = parts
+	}
+	p.synced = true
 	p.stats = stats
 	return nil
+}
+
+// changedParts builds the parts of the listed services for SyncChanged, or
+// returns nil when a plain Sync is needed: a listed service is new, gone, was
+// left out for a VIP clash, or claims other map keys than before.
+func (p *Proxy) changedParts(st State, changed []ServiceKey) map[ServiceKey]*servicePart {
+	if len(changed) == 0 {
+		return map[ServiceKey]*servicePart{}
+	}
+	wanted := make(map[ServiceKey]*Service, len(changed))
+	for _, k := range changed {
+		wanted[k] = nil
+	}
+	for i := range st.Services {
+		k := st.Services[i].Key()
+		if svc, ok := wanted[k]; ok && svc == nil {
+			wanted[k] = &st.Services[i] // the first of a repeated key, as buildParts
+		}
+	}
+	out := make(map[ServiceKey]*servicePart, len(wanted))
+	for k, svc := range wanted {
+		op := p.applied[k]
+		if svc == nil || op == nil {
+			return nil
+		}
+		eps := st.Endpoints[k]
+		np := op
+		if h := hashService(svc, eps); h != op.hash {
+			np = newServicePart(h, svc, eps)
+		}
+		if !sameClaims(op.claims, np.claims) {
+			return nil
+		}
+		out[k] = np
+	}
+	return out
+}
+
+func sameClaims(a, b []claimKey) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	in := make(map[claimKey]bool, len(a))
+	for _, c := range a {
+		in[c] = true
+	}
+	for _, c := range b {
+		if !in[c] {
+			return false
+		}
+	}
+	return true
 }
 
 func countHairpin(m map[netip.Addr]int, part *servicePart, d int) {

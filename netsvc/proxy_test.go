@@ -507,3 +507,53 @@ func TestHairpinTraffic(t *testing.T) {
 		t.Errorf("hairpin set has %d elements after the endpoint left, want 0", n)
 	}
 }
+
+// TestSyncChanged: the fast path programs the same table as Sync, touching only
+// the listed service; a listed service that is new falls back to a full diff.
+func TestSyncChanged(t *testing.T) {
+	_, ns := newNetNS(t, "chg")
+	p := newTestProxy(t, ns)
+	if err := p.SyncChanged(context.Background(), sampleState()); err != nil {
+		t.Fatalf("first SyncChanged: %v", err)
+	}
+	if !p.Stats().Full {
+		t.Errorf("first SyncChanged was not a full replace: %+v", p.Stats())
+	}
+	before, _ := readTable(t, ns, DefaultTableName)
+
+	next := sampleState()
+	web := ServiceKey{"default", "web"}
+	next.Endpoints[web][2].Ready = false // 10.244.0.6 leaves web (v4)
+	if err := p.SyncChanged(context.Background(), next, web); err != nil {
+		t.Fatalf("SyncChanged: %v", err)
+	}
+	if s := p.Stats(); s.Full || s.ChainsChanged != 1 || s.ElementsChanged != 1 {
+		t.Errorf("stats %+v, want 1 chain changed and 1 hairpin element", s)
+	}
+	after, _ := readTable(t, ns, DefaultTableName)
+	if diff := cmp.Diff(modelView(next).chains, after.chains); diff != "" {
+		t.Errorf("chains (-model +kernel):\n%s", diff)
+	}
+	if diff := cmp.Diff(modelView(next).elems, after.elems); diff != "" {
+		t.Errorf("elements (-model +kernel):\n%s", diff)
+	}
+	if !cmp.Equal(before.handle["svc/default/web/tcp/80/v6"], after.handle["svc/default/web/tcp/80/v6"]) {
+		t.Errorf("the unchanged v6 chain of web was rewritten")
+	}
+
+	// A new service listed as changed: falls back to the full diff.
+	next.Services = append(next.Services, Service{Namespace: "default", Name: "new", ClusterIPs: []netip.Addr{addr("10.96.0.99")}, Ports: []ServicePort{{Port: 1}}})
+	if err := p.SyncChanged(context.Background(), next, ServiceKey{"default", "new"}); err != nil {
+		t.Fatalf("SyncChanged with a new service: %v", err)
+	}
+	got, _ := readTable(t, ns, DefaultTableName)
+	if diff := cmp.Diff(modelView(next).chains, got.chains); diff != "" {
+		t.Errorf("chains after adding a service (-model +kernel):\n%s", diff)
+	}
+	if err := p.SyncChanged(context.Background(), next); err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Stats(); s.Messages != 0 {
+		t.Errorf("SyncChanged with nothing listed sent %d messages", s.Messages)
+	}
+}
