@@ -408,25 +408,33 @@ func (r *Reconciler) state() (*goodRevision, overlay) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var ov overlay
-	switch {
-	case r.stalled != nil:
+	if r.stalled != nil {
 		ov.health = store.Stalled
 		ov.lastError = fmt.Sprintf("git revision %s not applied: %d error(s); running revision %s: fix the manifests and push",
 			short(r.stalled.revision), len(r.stalled.errors), shortOr(r.good))
 		ov.diags = slices.Clone(r.stalled.errors)
-	case r.srcErr != "":
-		var uv *gitsync.UnverifiedError
-		if st := r.src.Status(); st.LastError != nil && errors.As(st.LastError, &uv) {
-			ov.health = store.Stalled
-			ov.lastError = "git head not applied: " + r.srcErr
-			break
-		}
-		if st := r.src.Status(); st.LastError == nil {
-			break // a later fetch succeeded
-		}
-		ov.health = store.Waiting
-		ov.lastError = fmt.Sprintf("git source unreachable (retry at %s): %s", r.retryAt.UTC().Format(time.RFC3339), r.srcErr)
 	}
+	if r.srcErr == "" {
+		return r.good, ov
+	}
+	st := r.src.Status()
+	if st.LastError == nil {
+		return r.good, ov // a later fetch succeeded
+	}
+	var uv *gitsync.UnverifiedError
+	msg := ""
+	if errors.As(st.LastError, &uv) {
+		ov.health = store.Stalled
+		msg = "git head not applied: " + r.srcErr
+	} else {
+		// The source's current trouble comes first; a stalled revision stays listed.
+		ov.health = store.Waiting
+		msg = fmt.Sprintf("git source fetch failed (retry at %s; running apps untouched): %s", r.retryAt.UTC().Format(time.RFC3339), r.srcErr)
+	}
+	if ov.lastError != "" {
+		msg += "; " + ov.lastError
+	}
+	ov.lastError = msg
 	return r.good, ov
 }
 
