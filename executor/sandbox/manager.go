@@ -208,9 +208,10 @@ func (s *Sandbox) IPs() []net.IP {
 	return ips
 }
 
-// Setup creates the sandbox of pod p: a network namespace, its CNI attachment (loopback,
-// bridge + host-local dual stack, portmap with ports) and the pod's hostname, hosts and
-// resolv.conf files, and persists the result.
+// Setup creates the sandbox of pod p: a network namespace (lo up), its CNI attachment
+// (bridge + host-local dual stack, portmap with ports) and the pod's hostname, hosts and
+// resolv.conf files, and persists the result. The first Setup of a Manager installs the
+// node-wide masquerade table (EnsureMasquerade); if that fails, Setup fails.
 //
 // Setup is idempotent: if a sandbox for p.UID exists and its netns is alive, it is
 // returned unchanged (p and ports are not compared; a changed pod is a new pod). Remains
