@@ -9,14 +9,18 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"gantry.io/gantry/api"
 	"gantry.io/gantry/controlplane/agentclient"
 	"gantry.io/gantry/manifest"
+	"gantry.io/gantry/planner"
 	"gantry.io/gantry/secrets"
+	"gantry.io/gantry/store"
 )
 
 // AnnotationConfigHash on a pod template: ConfigHash of the ConfigMaps and Secrets the
@@ -348,4 +352,155 @@ func (s *Server) podMaterial(w http.ResponseWriter, r *http.Request, id Identity
 	return writeJSON(w, http.StatusOK, agentclient.Material{ConfigMaps: m.ConfigMaps, Secrets: m.Secrets, Hash: m.Hash})
 }
 
+// WithSecretCache gives the reconcile loop the server's secrets.Cache: each loaded
+// revision's SecretStores and ExternalSecrets are Set on it, and each Deployment's
+// template gets AnnotationConfigHash. Default none: templates get a config hash from
+// ConfigMaps and plain Secrets only.
+func WithSecretCache(c *secrets.Cache) ReconcileOption {
+	return func(o *reconcileOpts) { o.secrets = c }
+}
+
+// Desired returns the last good desired state (templates annotated with their config
+// hash), or nil before one was loaded. It fits NewDesiredMaterial.
+func (r *Reconciler) Desired() *manifest.Desired {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.good == nil {
+		return nil
+	}
+	return r.good.desired
+}
+
+// OnSecretReport is the callback for secrets.Cache.Run: when a value changed it
+// recomputes the config hashes of the running revision and kicks a reconcile, so the
+// Deployments that use the secret roll. Failures change nothing (running pods stay).
+func (r *Reconciler) OnSecretReport(rep secrets.Report) {
+	if len(rep.Changed) == 0 {
+		return
+	}
+	r.mu.Lock()
+	good := r.good
+	r.mu.Unlock()
+	if good == nil {
+		return
+	}
+	d := r.withConfigHashes(good.desired)
+	r.mu.Lock()
+	if r.good == good {
+		r.good.desired = d
+		for _, dep := range d.Deployments {
+			key := planner.AppKey(planner.KindDeployment, nsOr(dep.Namespace), dep.Name)
+			r.good.gitHash[key] = planner.TemplateHash(&dep.Spec.Template)
+		}
+	}
+	r.mu.Unlock()
+	r.Kick()
+}
+
+// withConfigHashes returns d with every Deployment's template annotated with its
+// ConfigHash (a shallow copy; the annotated Deployments are deep copies). It hands
+// d's stores and ExternalSecrets to the secret cache first, and refreshes what is
+// new. A Deployment that uses an ExternalSecret the cache has no value for yet keeps
+// the config hash of its stored target revision, so a server restart while Vault is
+// down does not roll anything; a new Deployment gets the "unresolved" hash (its pods
+// wait for the secret on the agent anyway).
+func (r *Reconciler) withConfigHashes(d *manifest.Desired) *manifest.Desired {
+	if d == nil {
+		return nil
+	}
+	c := r.opts.secrets
+	if c != nil {
+		var stores []manifest.SecretStore
+		for _, s := range append(append([]*manifest.SecretStore{}, d.SecretStores...), d.ClusterSecretStores...) {
+			stores = append(stores, *s)
+		}
+		var ess []manifest.ExternalSecret
+		for _, es := range d.ExternalSecrets {
+			ess = append(ess, *es)
+		}
+		c.Set(stores, ess)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		c.Refresh(ctx) // resolves the new and changed ones; the others are not due
+		cancel()
+	}
+	hashes := SecretHashes(c, d)
+	var stored map[string]*store.App // loaded on first need
+	out := *d
+	out.Deployments = make([]*appsv1.Deployment, len(d.Deployments))
+	for i, dep := range d.Deployments {
+		ns := nsOr(dep.Namespace)
+		h := ConfigHash(&dep.Spec.Template, ns, d, hashes)
+		if h != "" && unresolvedSecret(&dep.Spec.Template, ns, d, hashes) {
+			if stored == nil {
+				stored = r.storedApps()
+			}
+			if prev := targetConfigHash(stored[planner.AppKey(planner.KindDeployment, ns, dep.Name)]); prev != "" {
+				h = prev
+			}
+		}
+		if dep.Spec.Template.Annotations[AnnotationConfigHash] == h {
+			out.Deployments[i] = dep
+			continue
+		}
+		cp := dep.DeepCopy()
+		if h == "" {
+			delete(cp.Spec.Template.Annotations, AnnotationConfigHash)
+		} else {
+			if cp.Spec.Template.Annotations == nil {
+				cp.Spec.Template.Annotations = map[string]string{}
+			}
+			cp.Spec.Template.Annotations[AnnotationConfigHash] = h
+		}
+		out.Deployments[i] = cp
+	}
+	return &out
+}
+
+func unresolvedSecret(tmpl *corev1.PodTemplateSpec, ns string, d *manifest.Desired, hashes map[secrets.Ref]string) bool {
+	_, secs := agentclient.SpecReferences(&tmpl.Spec)
+	for _, ref := range secs {
+		if es := findExternalSecret(d, ns, ref.Name); es != nil && es.Annotations[api.AnnotationRestartOnChange] != "false" {
+			if _, ok := hashes[secrets.Ref{Namespace: ns, Name: es.Name}]; !ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (r *Reconciler) storedApps() map[string]*store.App {
+	out := map[string]*store.App{}
+	if r.st == nil {
+		return out
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := r.st.Apps().List(ctx, "", store.ListOptions{})
+	if err != nil {
+		r.opts.logger.Warn("config hash: stored apps not readable; unresolved secrets hash as unresolved", "error", err)
+		return out
+	}
+	for _, a := range list.Items {
+		out[a.Key] = a
+	}
+	return out
+}
+
+// targetConfigHash is the config hash of an app's target revision, "" if unknown.
+func targetConfigHash(a *store.App) string {
+	if a == nil {
+		return ""
+	}
+	for _, rv := range a.State.Revisions {
+		if rv.Hash == a.State.Target && rv.Template != nil {
+			return rv.Template.Annotations[AnnotationConfigHash]
+		}
+	}
+	return ""
+}
+
 var _ MaterialSource = (*DesiredMaterial)(nil)
+
+// secretCache is the type of the reconcile option's field (an alias keeps
+// reconcile.go free of the secrets import).
+type secretCache = *secrets.Cache

@@ -91,6 +91,7 @@ type reconcileOpts struct {
 	secret  []byte
 	loadOpt []manifest.Option
 	gate    <-chan struct{}
+	secrets secretCache // set by WithSecretCache (material.go)
 }
 
 // ReconcileOption configures a Reconciler.
@@ -230,6 +231,9 @@ func (r *Reconciler) WebhookHandler() (http.Handler, error) {
 // applied; a valid one replaces the desired state.
 func (r *Reconciler) onSnapshot(snap *gitsync.Snapshot) {
 	desired, diags := manifest.LoadFiles(snap.Files, r.opts.loadOpt...)
+	if !diags.HasErrors() {
+		desired = r.withConfigHashes(desired) // config-hash annotations; see material.go
+	}
 	r.mu.Lock()
 	r.srcErr, r.retryAt = "", time.Time{}
 	if diags.HasErrors() {
