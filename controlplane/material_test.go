@@ -16,7 +16,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	"gantry.io/gantry/api"
 	"gantry.io/gantry/controlplane"
@@ -411,13 +410,12 @@ func TestAgentHoldsBackPodUntilMaterial(t *testing.T) {
 		controlplane.WithMaterialSource(controlplane.NewDesiredMaterial(func() *manifest.Desired { return desired }, cache, r.Redactor())))
 	exec := &fakeExecutor{}
 	fetcher := &countingFetcher{}
-	var a *agentclient.Agent // set before mat.Run starts, the only caller of the status reporter
 	mat := agentclient.NewMaterializer(fetcher, exec.sync,
 		agentclient.WithMaterialPoll(50*time.Millisecond), agentclient.WithMaterialBackoff(20*time.Millisecond, 200*time.Millisecond),
-		agentclient.WithMaterialStatus(func(ns, name string, uid types.UID, st corev1.PodStatus) { a.ReportStatus(ns, name, uid, st) }),
 		agentclient.WithMaterialLogger(logger))
-	a = startAgent(t, e, e.join(t, "node-a"), nil, mat.Pods)
+	a := startAgent(t, e, e.join(t, "node-a"), nil, mat.Pods)
 	fetcher.a = a
+	mat.UseAgent(a) // status reports go through the agent
 	bg.Add(1)
 	go func() { defer bg.Done(); mat.Run(ctx) }()
 

@@ -255,7 +255,7 @@ func WithMaterialClock(now func() time.Time) MaterialOption {
 	return func(o *materialOpts) { o.now = now }
 }
 
-// NewMaterializer returns a Materializer that fetches with f and hands ready pods to
+// NewMaterializer returns a Materializer that fetches with f (nil: see UseAgent) and hands ready pods to
 // deliver (called from Run's goroutine only, never concurrently, with the full set of
 // ready pods sorted as given).
 func NewMaterializer(f MaterialFetcher, deliver func([]ReadyPod), opts ...MaterialOption) *Materializer {
@@ -282,6 +282,19 @@ func NewMaterializer(f MaterialFetcher, deliver func([]ReadyPod), opts ...Materi
 		o.now = time.Now
 	}
 	return &Materializer{fetch: f, deliver: deliver, o: o, kick: make(chan struct{}, 1), entries: map[types.UID]*materialEntry{}}
+}
+
+// UseAgent makes a fetch from a (when NewMaterializer got a nil fetcher) and sends
+// the SecretUnavailable status through a.ReportStatus (when WithMaterialStatus was
+// not given). It lets the Materializer be made before the agent whose pods handler
+// it is. Call it before Run.
+func (m *Materializer) UseAgent(a *Agent) {
+	if m.fetch == nil {
+		m.fetch = a
+	}
+	if m.o.report == nil {
+		m.o.report = a.ReportStatus
+	}
 }
 
 // Pods takes the full set of pods bound to the node; it fits WithPodsHandler. It
@@ -358,9 +371,13 @@ func (m *Materializer) sync(ctx context.Context) ([]ReadyPod, bool) {
 		due := e.m == nil || !now.Before(e.next)
 		m.mu.Unlock()
 		if due {
-			fctx, cancel := context.WithTimeout(ctx, m.o.timeout)
-			got, err := m.fetch.FetchMaterial(fctx, p)
-			cancel()
+			var got *Material
+			err := fmt.Errorf("fetch material of pod %s/%s: no fetcher (UseAgent not called): %w", p.Namespace, p.Name, api.ErrFailedPrecondition)
+			if m.fetch != nil {
+				fctx, cancel := context.WithTimeout(ctx, m.o.timeout)
+				got, err = m.fetch.FetchMaterial(fctx, p)
+				cancel()
+			}
 			m.mu.Lock()
 			if err != nil {
 				m.failed(p, e, err, now)
