@@ -53,9 +53,18 @@ lint:
 	$(GO) vet ./...
 	$(GO) test -count=1 -run '^TestImportRules$$' .
 
-## run: the quickstart — validate manifests-example (later issues make it start gantry up).
-run: build
+## run: the quickstart — gantry up in the foreground, deploying manifests-example from git
+## (a directory that is not a repository is made one; commit edits to deploy them).
+## State under .cache/run; Ctrl-C stops gantry and leaves the pods running.
+RUNDIR := $(CACHE)/run
+run: build images
 	$(BIN)/gantry validate manifests-example
+	mkdir -p $(RUNDIR)
+	@echo "gantry: API https://127.0.0.1:6443, client config $(RUNDIR)/client.config"
+	@echo "gantry: in another shell: export GANTRY_CONFIG=$(RUNDIR)/client.config; $(BIN)/gantry get apps; $(BIN)/gantry get pods"
+	$(BIN)/gantry up --repo manifests-example --data-dir $(RUNDIR) --listen 127.0.0.1:6443 \
+	  --client-config $(RUNDIR)/client.config --poll-interval 5s \
+	  $$(for a in $(IMAGES)/*.tar; do printf -- '--import %s ' "$$a"; done)
 
 clean:
 	rm -rf $(BIN) $(CACHE)
