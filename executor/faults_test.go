@@ -110,7 +110,13 @@ func TestCNIFailure(t *testing.T) {
 		sandbox.WithDataDir(sbDir),
 		sandbox.WithNetwork("gtest-exe-tiny", bridge),
 		sandbox.WithSubnets("10.244.210.248/30", "fd00:10:244:d2:ffff::/120"),
+		sandbox.WithMasqueradeTable("gtest-exe-tiny-nat"),
 	)
+	t.Cleanup(func() {
+		if err := tiny.RemoveMasquerade(); err != nil {
+			t.Errorf("cleanup: RemoveMasquerade: %v", err)
+		}
+	})
 	// A long back-off: no second attempt runs while the test looks for leftovers.
 	en := newEnv(t, executor.WithSandbox(tiny), executor.WithBackoff(backoff.Policy{Initial: time.Hour, Max: time.Hour, ResetAfter: time.Hour}))
 	first := newPod("first", echo("web"))

@@ -485,16 +485,20 @@ func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Contain
 		return
 	}
 	st.id, st.ctr, st.image = id, ctr, img.Name()
+	// Undoing a failed start must not fail because the pod's removal cancelled ctx:
+	// a task created meanwhile would leave its shim behind.
+	cleanup, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancelCleanup()
 	if err := w.openLog(st); err != nil {
 		w.cannotRun(st, c, err)
-		w.e.deleteContainer(ctx, ctr)
+		w.e.deleteContainer(cleanup, ctr)
 		return
 	}
 	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, st.logf.Stream("stdout"), st.logf.Stream("stderr")), cio.WithFIFODir(filepath.Join(w.e.fifoDir(), id))))
 	if err != nil {
 		w.closeLog(st)
 		w.cannotRun(st, c, err)
-		w.e.deleteContainer(ctx, ctr)
+		w.e.deleteContainer(cleanup, ctr)
 		return
 	}
 	// The exit wait outlives opCtx: it must see the exit of a pod being removed.
@@ -503,10 +507,10 @@ func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Contain
 		err = task.Start(ctx)
 	}
 	if err != nil {
-		_, _ = task.Delete(ctx, containerd.WithProcessKill)
+		_, _ = task.Delete(cleanup, containerd.WithProcessKill)
 		w.closeLog(st)
 		w.cannotRun(st, c, err)
-		w.e.deleteContainer(ctx, ctr)
+		w.e.deleteContainer(cleanup, ctr)
 		return
 	}
 	st.task, st.io = task, task.IO()
