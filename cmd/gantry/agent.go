@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"gantry.io/gantry/api"
 	"gantry.io/gantry/executor"
 	"gantry.io/gantry/executor/sandbox"
 	"gantry.io/gantry/manifest"
@@ -51,12 +51,15 @@ type agentFlags struct {
 	maxParallel  int
 	masqTable    string
 	noMasq       []string
+	server       string
+	joinToken    string
+	listen       string
 }
 
 func newAgentCmd() *cobra.Command {
 	var f agentFlags
 	cmd := &cobra.Command{
-		Use:   "agent --pod-manifests DIR",
+		Use:   "agent --pod-manifests DIR | --server URL --join-token TOKEN",
 		Short: "Run this node's pods on containerd",
 		Long: `agent runs pods on this node through containerd.
 
@@ -69,14 +72,24 @@ errors is reported and its pods keep running as they were.
 
 A pod's UID is derived from its namespace and name, so a restarted agent adopts the
 containers it left running without restarting them. SIGTERM and SIGINT stop the
-agent and leave the pods running.`,
+agent and leave the pods running.
+
+With --server URL --join-token TOKEN it joins a control plane instead: the token
+(printed by the server, or made with 'gantry token create') pins the server's CA and
+buys a client certificate for this node, kept under --data-dir/agent; from then on
+the agent speaks mTLS only and the token is no longer needed. The server assigns the
+node's pod ranges; the agent registers, heartbeats, runs the pods bound to it and
+reports their status.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f.podManifests == "" {
-				return errors.New("--pod-manifests is required (joining a control plane with --server arrives with the control plane)")
+			if (f.podManifests == "") == (f.server == "") {
+				return fmt.Errorf("give exactly one of --pod-manifests DIR or --server URL: %w", api.ErrInvalidArgument)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
+			if f.server != "" {
+				return runJoinedAgent(ctx, f, cmd.ErrOrStderr())
+			}
 			return runAgent(ctx, f, cmd.ErrOrStderr())
 		},
 	}
@@ -96,6 +109,9 @@ agent and leave the pods running.`,
 	fl.StringSliceVar(&f.insecure, "insecure-registry", nil, "registry host[:port] reached over plain HTTP (loopback always is)")
 	fl.IntVar(&f.maxParallel, "max-parallel", 4, "pods that pull, create or stop at the same time")
 	fl.StringVar(&f.masqTable, "masquerade-table", sandbox.DefaultMasqueradeTable, "nftables table (inet) of the node-wide masquerade rule for the pod ranges")
+	fl.StringVar(&f.server, "server", "", "control plane URL (https://HOST:PORT) to join instead of running static pods")
+	fl.StringVar(&f.joinToken, "join-token", "", "join token (K10…); needed only until the node holds its certificate")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "address of the agent endpoint the server reaches for logs and exec")
 	fl.StringSliceVar(&f.noMasq, "non-masquerade-cidr", nil, "destination range pods reach with their own address (other nodes' pod ranges; repeatable)")
 	return cmd
 }
