@@ -556,7 +556,7 @@ func (r *Reconciler) round(ctx context.Context) (time.Time, error) {
 			return time.Time{}, fmt.Errorf("adopt pod %s/%s: %w", ad.Namespace, ad.Pod, err)
 		}
 	}
-	if err := r.writeApps(ctx, good, ov, plan, stored); err != nil {
+	if err := r.writeApps(ctx, good, ov, plan, stored, waitReasons(pods.Items)); err != nil {
 		return time.Time{}, err
 	}
 	for _, ev := range plan.Events {
@@ -578,7 +578,7 @@ func (r *Reconciler) deletePod(ctx context.Context, ns, name string, rv map[stri
 }
 
 // writeApps writes every app whose state or status changed, with compare-and-swap.
-func (r *Reconciler) writeApps(ctx context.Context, good *goodRevision, ov overlay, plan planner.Plan, stored map[string]*store.App) error {
+func (r *Reconciler) writeApps(ctx context.Context, good *goodRevision, ov overlay, plan planner.Plan, stored map[string]*store.App, waits map[string]string) error {
 	keys := map[string]bool{}
 	for k := range plan.Status {
 		keys[k] = true
@@ -611,6 +611,9 @@ func (r *Reconciler) writeApps(ctx context.Context, good *goodRevision, ov overl
 			status.History = old.Status.History
 		}
 		status.History = history(next.State, status.History, good, k)
+		if w := waits[k]; w != "" && status.Message == "" && ps.Health != planner.Healthy {
+			status.Message = w
+		}
 		if next.State.Pin != nil {
 			status.Message = strings.TrimSpace(status.Message + fmt.Sprintf(" (pinned to revision %d until git changes; `gantry rollback --unpin` releases)", revNumber(next.State, next.State.Pin.Revision)))
 		}
@@ -640,6 +643,49 @@ func (r *Reconciler) writeApps(ctx context.Context, good *goodRevision, ov overl
 		}
 	}
 	return nil
+}
+
+// waitReasons names, per app, why one of its pods is not ready yet, from what the
+// agent reported: a held-back pod (SecretUnavailable), a failed mount, a waiting
+// container (ImagePullBackOff, CrashLoopBackOff…). It is what keeps a Progressing
+// app from hanging silently.
+func waitReasons(pods []*corev1.Pod) map[string]string {
+	out := map[string]string{}
+	for _, p := range pods {
+		app := p.Annotations[planner.AnnotationApp]
+		if app == "" || out[app] != "" || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded {
+			continue
+		}
+		why := ""
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				why = "-"
+			}
+		}
+		if why == "-" {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Status == corev1.ConditionTrue && c.Type != corev1.PodScheduled && c.Type != corev1.PodInitialized && c.Message != "" {
+				why = string(c.Type) + ": " + c.Message
+			}
+		}
+		if why == "" && p.Status.Message != "" {
+			why = p.Status.Reason + ": " + p.Status.Message
+		}
+		if why == "" {
+			for _, cs := range p.Status.ContainerStatuses {
+				if w := cs.State.Waiting; w != nil && w.Reason != "" && w.Reason != "ContainerCreating" {
+					why = strings.TrimSuffix(w.Reason+": "+w.Message, ": ")
+					break
+				}
+			}
+		}
+		if why != "" {
+			out[app] = "waiting: pod " + p.Name + ": " + why
+		}
+	}
+	return out
 }
 
 func hasState(m map[string]planner.AppState, k string) bool {

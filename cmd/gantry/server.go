@@ -129,7 +129,12 @@ func startControlPlane(ctx context.Context, f serverFlags, logger *slog.Logger, 
 			return nil, err
 		}
 		cp.syncer = syncer
-		opts = append(opts, controlplane.WithReconciler(rec))
+		// ConfigMaps and plain Secrets of the applied revision reach the pods'
+		// nodes through the material endpoint; ExternalSecrets need a secrets
+		// cache (Vault), which this wiring does not give yet: such pods wait
+		// with the reason in their status.
+		opts = append(opts, controlplane.WithReconciler(rec),
+			controlplane.WithMaterialSource(controlplane.NewDesiredMaterial(rec.Desired, nil, nil)))
 	}
 	cp.server = controlplane.New(st, opts...)
 	if err := cp.server.Start(ctx); err != nil {

@@ -107,24 +107,30 @@ func startNodeAgent(ctx context.Context, c nodeAgentConfig) (*nodeAgent, error) 
 			ev.forward(agent, u)
 		}),
 	)
+	// Pods that reference ConfigMaps or Secrets reach the executor through the
+	// Materializer, which fetches their material from the server first (held back
+	// with SecretUnavailable in their status while it cannot).
+	mat := agentclient.NewMaterializer(nil, func(ready []agentclient.ReadyPod) {
+		set := make([]executor.Pod, 0, len(ready))
+		for _, rp := range ready {
+			set = append(set, executor.Pod{Pod: rp.Pod, ConfigMaps: rp.ConfigMaps, Secrets: rp.Secrets})
+		}
+		n.exec.Sync(set)
+		// Adopted pods whose status did not change since the last run are reported
+		// once here (the agent drops what equals its last report).
+		for _, rp := range ready {
+			if st, ok := n.exec.Status(string(rp.Pod.UID)); ok {
+				agent.ReportStatus(rp.Pod.Namespace, rp.Pod.Name, rp.Pod.UID, st)
+			}
+		}
+	}, agentclient.WithMaterialLogger(c.logger))
 	agent = agentclient.New(c.server, creds,
 		agentclient.WithListen(c.listen),
 		agentclient.WithRuntime(executorRuntime{n.exec}),
 		agentclient.WithLogger(c.logger),
-		agentclient.WithPodsHandler(func(pods []*corev1.Pod) {
-			set := make([]executor.Pod, 0, len(pods))
-			for _, p := range pods {
-				set = append(set, executor.Pod{Pod: p})
-			}
-			n.exec.Sync(set)
-			// Adopted pods whose status did not change since the last run are reported
-			// once here (the agent drops what equals its last report).
-			for _, p := range pods {
-				if st, ok := n.exec.Status(string(p.UID)); ok {
-					agent.ReportStatus(p.Namespace, p.Name, p.UID, st)
-				}
-			}
-		}))
+		agentclient.WithPodsHandler(mat.Pods))
+	mat.UseAgent(agent)
+	go mat.Run(ctx)
 	n.agent = agent
 	if err := n.exec.Start(ctx); err != nil {
 		n.exec.Close()
