@@ -27,14 +27,15 @@ func newApplyCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f pod.yaml",
-		Short: "Create or replace Pods through the API (a stop-gap: GitOps replaces it)",
+		Short: "Create or replace Pods outside git (experiments; Git is the source of truth)",
 		Long: `apply sends the Pods of the given YAML files (several documents separated by ---
 are fine; "-" reads stdin) to the control plane. A Pod without spec.nodeName is bound
 to the first Ready node that has room for its CPU and memory requests.
 
-This verb exists so the control plane can be tried before gantry's GitOps loop lands:
-it accepts Pods only, and once gantry syncs from Git, Git is the only source of desired
-state and changes made with apply are overwritten by the next sync.`,
+Git is the source of desired state (gantry up --repo): apply is for experiments only.
+It accepts Pods only; such a pod is not in git, so the reconcile loop adopts it only if
+a workload in git selects its labels (then git's template replaces it), and otherwise
+leaves it alone: it is not pruned and not restarted elsewhere if its node is lost.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(files) == 0 {
