@@ -215,6 +215,12 @@ func TestGitOpsEndToEnd(t *testing.T) {
 	if len(steps) < 3 {
 		t.Fatalf("rollout was not gradual: %v", steps)
 	}
+	if out, err := gantry("rollout", "status", "echo", "--timeout", "30s"); err != nil || !strings.Contains(out, "rollout of deployment/default/echo complete: revision 2") {
+		t.Fatalf("rollout status: %v\n%s", err, out)
+	}
+	if out, err := gantry("history", "echo"); err != nil || !strings.Contains(out, images.EchoV1.Ref) || !strings.Contains(out, images.EchoV2.Ref) || !strings.Contains(out, "(current)") {
+		t.Fatalf("history: %v\n%s", err, out)
+	}
 	_, pods := app()
 	for _, p := range pods {
 		if got := httpGet(t, p.Status.PodIP); !strings.Contains(got, "version=v2") {
@@ -257,6 +263,24 @@ func TestGitOpsEndToEnd(t *testing.T) {
 	_, after := app()
 	if names(before) != names(after) {
 		t.Fatalf("invalid YAML changed the pods: %s → %s", names(before), names(after))
+	}
+	if out, err := gantry("sync"); err != nil || !strings.Contains(out, "Stalled:") || !strings.Contains(out, "broken.yaml:") {
+		t.Fatalf("sync: %v\n%s", err, out)
+	}
+
+	// A manual rollback pins revision 1 (v1) although git is stalled; --unpin releases it.
+	if out, err := gantry("rollback", "echo", "--to-revision", "1"); err != nil || !strings.Contains(out, "pinned to revision 1") {
+		t.Fatalf("rollback: %v\n%s", err, out)
+	}
+	waitFor(t, "pinned to v1", 120*time.Second, func() error {
+		a, pods := app()
+		if ready(pods, images.EchoV1.Ref) != 2 || len(pods) != 2 || !strings.Contains(a.Status.Message, "pinned to revision 1") {
+			return fmt.Errorf("message %q progress %q, %d v1 ready of %d pods", a.Status.Message, a.Status.Progress, ready(pods, images.EchoV1.Ref), len(pods))
+		}
+		return nil
+	})
+	if out, err := gantry("rollback", "echo", "--unpin"); err != nil || !strings.Contains(out, "pin released") {
+		t.Fatalf("unpin: %v\n%s", err, out)
 	}
 }
 
