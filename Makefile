@@ -57,7 +57,7 @@ lint:
 ## (a directory that is not a repository is made one; commit edits to deploy them).
 ## State under .cache/run; Ctrl-C stops gantry and leaves the pods running.
 RUNDIR := $(CACHE)/run
-run: build images
+run: deps build images
 	$(BIN)/gantry validate manifests-example
 	mkdir -p $(RUNDIR)
 	@echo "gantry: API https://127.0.0.1:6443, client config $(RUNDIR)/client.config"

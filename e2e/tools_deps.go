@@ -1,8 +1,8 @@
 //go:build tools
 
-// This file pins the modules gantry's rooms are being built on while they are written
-// in parallel, so go.mod and go.sum stay complete. It is removed once every module
-// listed here is imported by real code.
+// This file imports, under the build tag "tools", the modules gantry is built on. It
+// is never compiled into anything; TestImportRulesCanFail (imports_test.go) lists its
+// transitive imports to prove the import-rule check sees through packages.
 package e2e
 
 import (
