@@ -99,6 +99,7 @@ func BenchmarkPodStart(b *testing.B) {
 		b.ReportMetric(float64(pct(seq, 99))/float64(pct(base, 99)), "ratio-p99")
 		for _, name := range sortedKeys(seqPhases) {
 			b.ReportMetric(ms2(pct(seqPhases[name], 50)), "seq-"+name+"-p50-ms")
+			b.ReportMetric(ms2(pct(seqPhases[name], 99)), "seq-"+name+"-p99-ms")
 		}
 		b.ReportMetric(float64(rss)/(1<<20), "rss-MiB-50pods")
 		b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MiB-50pods")

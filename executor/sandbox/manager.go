@@ -290,6 +290,9 @@ func (m *Manager) create(ctx context.Context, p PodRef, hostname string, conf *c
 		return nil, err
 	}
 	m.traced("netns", t0)
+	if m.subnet6 != "" {
+		prepareBridge(m.bridge)
+	}
 	res, err := m.cniAdd(ctx, conf, p.UID, pin, capPorts)
 	if err != nil {
 		return nil, err
