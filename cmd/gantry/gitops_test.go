@@ -113,6 +113,7 @@ func TestGitOpsEndToEnd(t *testing.T) {
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			_ = cmd.Wait()
 		}
+		removeAllContainersOf(filepath.Join(data, "containerd", "config.toml"), filepath.Join(data, "containerd", "c.sock"), "gantry")
 		stopContainerdOf(t, filepath.Join(data, "containerd", "config.toml"))
 		_ = exec.Command("ip", "link", "del", bridge).Run()
 		if t.Failed() {

@@ -108,6 +108,7 @@ func TestUpEndToEnd(t *testing.T) {
 			_ = current.cmd.Process.Signal(syscall.SIGTERM)
 			_ = current.cmd.Wait()
 		}
+		removeAllContainersOf(filepath.Join(data, "containerd", "config.toml"), ownSocket, "gantry", "gantry2")
 		stopContainerdOf(t, filepath.Join(data, "containerd", "config.toml"))
 		_ = exec.Command("ip", "link", "del", "gup"+suffix).Run()
 		_ = exec.Command("ip", "link", "del", "gup2"+suffix).Run()
@@ -317,6 +318,67 @@ func countTasks(t *testing.T, socket, ns string) int {
 		return 0
 	}
 	return len(cs)
+}
+
+// removeAllContainers kills and deletes every task and container gantry left in
+// containerd namespace ns. Tests call it after gantry stopped (which by design leaves
+// workloads running) and before stopping the containerd gantry started, so no shim
+// outlives the test. Deleting pods through the API is not enough once a reconcile
+// loop runs: it places them again.
+func removeAllContainers(socket, ns string) {
+	c, err := containerd.New(socket, containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), ns), 60*time.Second)
+	defer cancel()
+	cs, err := c.Containers(ctx)
+	if err != nil {
+		return
+	}
+	for _, ctr := range cs {
+		if task, err := ctr.Task(ctx, nil); err == nil {
+			if ch, err := task.Wait(ctx); err == nil {
+				_ = task.Kill(ctx, syscall.SIGKILL)
+				select {
+				case <-ch:
+				case <-time.After(10 * time.Second):
+				}
+			}
+			_, _ = task.Delete(ctx, containerd.WithProcessKill)
+		}
+		_ = ctr.Delete(ctx, containerd.WithSnapshotCleanup)
+	}
+}
+
+// removeAllContainersOf is removeAllContainers for the containerd gantry up started
+// with config cfg on socket: gantry stops that containerd when it exits and the shims
+// stay, so it is started again with the same config just to remove them, then stopped.
+func removeAllContainersOf(cfg, socket string, namespaces ...string) {
+	if !containerdAnswers(socket) {
+		cmd := exec.Command("containerd", "--config", cfg, "--log-level", "error")
+		if err := cmd.Start(); err != nil {
+			return
+		}
+		defer func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		}()
+		for i := 0; i < 100 && !containerdAnswers(socket); i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for _, ns := range namespaces {
+		removeAllContainers(socket, ns)
+	}
 }
 
 // deletePods deletes every pod through the API with the admin config.
