@@ -49,13 +49,11 @@ leaves it alone: it is not pruned and not restarted elsewhere if its node is los
 				}
 				pods = append(pods, p...)
 			}
-			c, err := cf.client()
+			c, ctx, done, err := cf.session()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := signalContext()
-			defer cancel()
+			defer done()
 			for _, p := range pods {
 				if p.Namespace == "" {
 					p.Namespace = ns

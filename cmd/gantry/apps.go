@@ -175,13 +175,11 @@ func newHistoryCmd() *cobra.Command {
 		Short: "Show an app's revisions (newest last), as `gantry rollback --to-revision` numbers them",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
+			c, ctx, done, err := cf.session()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := signalContext()
-			defer cancel()
+			defer done()
 			a, err := getApp(ctx, c, ns, args[0])
 			if err != nil {
 				return err
@@ -207,13 +205,11 @@ the app is Healthy (rollout complete), 1 when it is Degraded or Stalled (the mes
 says why, e.g. "rolled back from 3 to 2: …"), or when --timeout passes.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
+			c, ctx, done, err := cf.session()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := signalContext()
-			defer cancel()
+			defer done()
 			if timeout > 0 {
 				var c2 context.CancelFunc
 				ctx, c2 = context.WithTimeout(ctx, timeout)
@@ -282,13 +278,11 @@ the commit to make a rollback permanent.`,
 			if unpin && to != 0 {
 				return fmt.Errorf("--unpin and --to-revision are exclusive: %w", api.ErrInvalidArgument)
 			}
-			c, err := cf.client()
+			c, ctx, done, err := cf.session()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := signalContext()
-			defer cancel()
+			defer done()
 			var a store.App
 			if err := c.Do(ctx, "POST", appPath(ns, args[0], "rollback"), controlplane.RollbackRequest{ToRevision: to, Unpin: unpin}, &a); err != nil {
 				return err
@@ -322,13 +316,11 @@ func newSyncCmd() *cobra.Command {
 		Short: "Fetch the git repository now and show the source's state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client()
+			c, ctx, done, err := cf.session()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := signalContext()
-			defer cancel()
+			defer done()
 			var st controlplane.SourceStatus
 			if err := c.Do(ctx, "POST", api.APIPrefix+"/sync", nil, &st); err != nil {
 				return err

@@ -28,13 +28,11 @@ func newDescribeCmd() *cobra.Command {
 		Short: "Show a node or a pod in detail: conditions, containers, recent events",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
+			c, ctx, done, err := cf.session()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := signalContext()
-			defer cancel()
+			defer done()
 			if isAppsArg(args[0]) {
 				return describeApp(ctx, c, ns, args[1], cmd.OutOrStdout())
 			}

@@ -33,13 +33,11 @@ gantry exits with the command's exit code. -i sends gantry's stdin to the comman
 			if cmd.ArgsLenAtDash() != 1 {
 				return fmt.Errorf("usage: gantry exec POD -- COMMAND [ARG...]: %w", api.ErrInvalidArgument)
 			}
-			c, err := cf.client()
+			c, ctx, done, err := cf.session()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := signalContext()
-			defer cancel()
+			defer done()
 			q := url.Values{"command": args[1:]}
 			if container != "" {
 				q.Set("container", container)

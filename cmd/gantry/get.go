@@ -46,6 +46,17 @@ func (c *clientFlags) client() (*apiclient.Client, error) {
 	return apiclient.New(cfg)
 }
 
+// session is the prologue of every API verb: a client from the config and a context
+// that ends on SIGINT or SIGTERM. done closes both.
+func (c *clientFlags) session() (*apiclient.Client, context.Context, func(), error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := signalContext()
+	return cl, ctx, func() { cancel(); cl.Close() }, nil
+}
+
 // signalContext ends on SIGINT or SIGTERM.
 func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

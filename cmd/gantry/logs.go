@@ -28,13 +28,11 @@ func newLogsCmd() *cobra.Command {
 		Short: "Print a container's log (the server fetches it from the pod's node)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
+			c, ctx, done, err := cf.session()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := signalContext()
-			defer cancel()
+			defer done()
 			q := url.Values{}
 			if container != "" {
 				q.Set("container", container)

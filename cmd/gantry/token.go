@@ -28,13 +28,11 @@ the form agents take, K10<sha256 of the cluster CA>::<id>.<secret>: the agent tr
 only the CA with that hash. readonly and admin tokens are bearer tokens for the API.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client()
+			c, ctx, done, err := cf.session()
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			ctx, cancel := signalContext()
-			defer cancel()
+			defer done()
 			var resp api.TokenResponse
 			if err := c.Do(ctx, http.MethodPost, api.APIPrefix+"/tokens",
 				api.TokenRequest{Role: api.Role(role), TTLSeconds: int64(ttl / time.Second), Description: desc}, &resp); err != nil {
