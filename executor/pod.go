@@ -280,7 +280,7 @@ func (w *podWorker) reconcile(ctx context.Context) time.Time {
 		if !w.e.acquire(ctx) {
 			return due
 		}
-		sb, err := w.e.opts.sandbox.Setup(ctx, sandbox.PodRef{UID: w.uid, Namespace: w.ns, Name: w.name, Hostname: p.Pod.Spec.Hostname}, portMappings(p.Pod))
+		sb, err := w.e.opts.sandbox.Setup(ctx, sandbox.PodRef{UID: w.uid, Namespace: w.ns, Name: w.name, Hostname: p.Pod.Spec.Hostname, DNSPolicy: string(p.Pod.Spec.DNSPolicy)}, portMappings(p.Pod))
 		w.e.release()
 		if err != nil {
 			if ctx.Err() != nil {

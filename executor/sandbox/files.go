@@ -65,6 +65,20 @@ func hostsFile(hostname string, ips []net.IP) []byte {
 	return b.Bytes()
 }
 
+// resolvConfFor returns pod p's resolv.conf: WithResolvConfFunc's answer unless p's
+// DNSPolicy is Default or the function declines, else resolvConfContents.
+func (m *Manager) resolvConfFor(p PodRef) (string, error) {
+	if m.resolvConfFunc != nil && p.DNSPolicy != "Default" {
+		if s, ok := m.resolvConfFunc(p); ok {
+			if s != "" && !strings.HasSuffix(s, "\n") {
+				s += "\n"
+			}
+			return s, nil
+		}
+	}
+	return m.resolvConfContents()
+}
+
 // resolvConfContents returns WithResolvConf's contents, or the host's resolv.conf
 // filtered by filterResolvConf.
 func (m *Manager) resolvConfContents() (string, error) {

@@ -50,7 +50,9 @@ type Manager struct {
 	subnet6    string
 	subnetsSet bool
 	resolvConf *string
-	noIPMasq   bool // the bridge plugin's per-pod masquerade is off (the default)
+	// resolvConfFunc, when set, gives each pod's resolv.conf (cluster DNS).
+	resolvConfFunc func(PodRef) (string, bool)
+	noIPMasq       bool // the bridge plugin's per-pod masquerade is off (the default)
 
 	noMasq      bool     // no node-wide masquerade rule
 	noMasqCIDRs []string // destinations the node-wide rule leaves alone
@@ -94,6 +96,16 @@ func WithSubnets(v4, v6 string) Option {
 // and search/options lines kept, read at each Setup.
 func WithResolvConf(contents string) Option {
 	return func(m *Manager) { m.resolvConf = &contents }
+}
+
+// WithResolvConfFunc sets a function that returns the contents of a pod's
+// /etc/resolv.conf, called at each Setup: the agent's cluster DNS (nameserver the node's
+// DNS addresses, search path of the pod's namespace). When it returns ok false, and for
+// pods whose DNSPolicy is "Default" (Kubernetes' name for the node's resolver
+// configuration), the pod gets what it would without the function (WithResolvConf or the
+// host's filtered resolv.conf). Default none.
+func WithResolvConfFunc(f func(p PodRef) (contents string, ok bool)) Option {
+	return func(m *Manager) { m.resolvConfFunc = f }
 }
 
 // WithIPMasq sets whether the bridge plugin masquerades traffic from pods to addresses
@@ -155,10 +167,13 @@ func New(opts ...Option) *Manager {
 }
 
 // PodRef names the pod a sandbox belongs to. UID is the sandbox's key; Hostname, when
-// set (spec.hostname), overrides Name as the pod's hostname.
+// set (spec.hostname), overrides Name as the pod's hostname. DNSPolicy is the pod's
+// spec.dnsPolicy ("" means ClusterFirst); "Default" keeps the host's resolv.conf even
+// with WithResolvConfFunc.
 type PodRef struct {
 	UID, Namespace, Name string
 	Hostname             string
+	DNSPolicy            string
 }
 
 // PortMapping is a hostPort: traffic to HostIP:HostPort on the node (any local address
@@ -325,7 +340,7 @@ func (m *Manager) create(ctx context.Context, p PodRef, hostname string, conf *c
 	}
 	t0 = time.Now()
 	defer m.traced("files", t0)
-	resolv, err := m.resolvConfContents()
+	resolv, err := m.resolvConfFor(p)
 	if err != nil {
 		return nil, err
 	}
