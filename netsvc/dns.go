@@ -9,9 +9,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 
 	"gantry.io/gantry/api"
 )
@@ -43,6 +45,7 @@ type DNS struct {
 	ttl          uint32
 	cacheSize    int
 	timeout      time.Duration
+	freeBind     bool
 	now          func() time.Time
 
 	zone  atomic.Pointer[zone]
@@ -82,6 +85,12 @@ func WithCacheSize(n int) DNSOption { return func(d *DNS) { d.cacheSize = n } }
 
 // WithUpstreamTimeout bounds one upstream exchange. Default DefaultUpstreamTimeout.
 func WithUpstreamTimeout(t time.Duration) DNSOption { return func(d *DNS) { d.timeout = t } }
+
+// WithFreeBind lets Start bind listen addresses that no interface holds yet
+// (IP_FREEBIND / IPV6_FREEBIND): the agent's DNS listens on the pod bridge's gateway
+// addresses, which the CNI bridge plugin assigns only when the node's first pod is set
+// up. Queries are answered as soon as the address appears. Default off.
+func WithFreeBind() DNSOption { return func(d *DNS) { d.freeBind = true } }
 
 // NewDNS validates the options; it opens nothing. Returns api.ErrInvalidArgument
 // without listen addresses or with a malformed address or domain.
@@ -134,7 +143,7 @@ func (d *DNS) Start(ctx context.Context) error {
 		return fmt.Errorf("DNS server already started: %w", api.ErrFailedPrecondition)
 	}
 	for _, a := range d.listen {
-		pc, l, err := listenBoth(ctx, a)
+		pc, l, err := listenBoth(ctx, a, d.freeBind)
 		if err != nil {
 			d.closeLocked()
 			return fmt.Errorf("DNS listen on %s: %w", a, err)
@@ -152,10 +161,29 @@ func (d *DNS) Start(ctx context.Context) error {
 }
 
 // listenBoth binds UDP then TCP on the same port (retrying a few free ports when
-// the port is 0 and TCP's is taken).
-func listenBoth(ctx context.Context, addr string) (net.PacketConn, net.Listener, error) {
+// the port is 0 and TCP's is taken); freeBind sets IP(V6)_FREEBIND on both sockets.
+func listenBoth(ctx context.Context, addr string, freeBind bool) (net.PacketConn, net.Listener, error) {
 	var lc net.ListenConfig
 	ap := netip.MustParseAddrPort(addr)
+	if freeBind {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				if ap.Addr().Is4() {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+				} else {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+				}
+			})
+			if err != nil {
+				return err
+			}
+			if serr != nil {
+				return fmt.Errorf("set freebind: %w", serr)
+			}
+			return nil
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		pc, err := lc.ListenPacket(ctx, "udp", addr)
 		if err != nil {
