@@ -9,7 +9,7 @@ FUZZTIME  ?= 20s
 TESTFLAGS ?=
 export GANTRY_CACHE := $(CACHE)
 
-.PHONY: all build test test-unit bench fuzz lint images deps run clean vault
+.PHONY: all build test test-unit bench fuzz lint images deps run clean vault coredns
 
 all: build
 
@@ -29,6 +29,11 @@ images:
 vault:
 	bash e2e/tools/vaultdev/build.sh $(CACHE)/vault/vault
 
+## coredns: build CoreDNS (v1.15.0, plugins bind/file/hosts) for the DNS benchmark into
+## .cache/coredns/coredns; skipped when up to date with e2e/tools/coredns (see its README).
+coredns:
+	bash e2e/tools/coredns/build.sh $(CACHE)/coredns/coredns
+
 ## test: everything CI runs — lint, unit, integration and e2e tests, a bounded fuzz run.
 test: deps images vault lint
 	$(GO) test -count=1 -timeout 40m $(TESTFLAGS) ./...
@@ -39,7 +44,7 @@ test-unit:
 	$(GO) test -short -count=1 ./...
 
 ## bench: the benchmarks written up in docs/BENCHMARKS.md.
-bench: deps images
+bench: deps images coredns
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 ## fuzz: a longer fuzz run.
