@@ -57,11 +57,32 @@ func (r Report) Markdown() string {
 		}
 	}
 	if p := r.Placement; p != nil {
-		fmt.Fprintf(&b, "\n#### Placement on %s\n\nOffline: head on an empty cluster of the given nodes.\n", nodeCount(p.Nodes))
-		if len(p.Apps) > 0 {
+		fmt.Fprintf(&b, "\n#### Placement on %s\n\n", nodeCount(p.Nodes))
+		if p.Live {
+			limit := ""
+			if p.Unsettled {
+				limit = ", stopped at the limit while still moving"
+			}
+			fmt.Fprintf(&b, "Live: head on the cluster's nodes and its %s, the rollout simulated to its end (%d reconcile rounds%s). Running pods: %s.\n",
+				runningCount(p.Running), p.Rounds, limit, cell(p.runningSummary()))
+		} else {
+			b.WriteString("Offline: head on an empty cluster of the given nodes.\n")
+		}
+		if len(p.Apps) > 0 && p.Live {
+			b.WriteString("\n| app | new pods | nodes | restarts | stops |\n|---|--:|---|--:|--:|\n")
+			for _, a := range p.Apps {
+				fmt.Fprintf(&b, "| %s | %d | %s | %d | %d |\n", code(a.App), a.Pods, cell(nodeList(a.Nodes)), a.Restarts, a.Stopped)
+			}
+		} else if len(p.Apps) > 0 {
 			b.WriteString("\n| app | pods | nodes |\n|---|--:|---|\n")
 			for _, a := range p.Apps {
 				fmt.Fprintf(&b, "| %s | %d | %s |\n", code(a.App), a.Pods, cell(nodeList(a.Nodes)))
+			}
+		}
+		if len(p.Preempted) > 0 {
+			b.WriteString("\n**Preemption** (lower-priority pods evicted to make room):\n\n")
+			for _, e := range p.Preempted {
+				fmt.Fprintf(&b, "- %s\n", cell(e.String()))
 			}
 		}
 		if len(p.Deferred) > 0 {

@@ -43,9 +43,12 @@ func (r Report) Text() string {
 	}
 	fmt.Fprintf(&b, "\n%s\n", r.summary())
 	if p := r.Placement; p != nil {
-		fmt.Fprintf(&b, "\nplacement on %s (offline: an empty cluster of these nodes):\n", nodeCount(p.Nodes))
+		fmt.Fprintf(&b, "\nplacement on %s (%s):\n", nodeCount(p.Nodes), p.basis())
 		for _, a := range p.Apps {
-			fmt.Fprintf(&b, "    %s: %s → %s\n", a.App, podCount(a.Pods), nodeList(a.Nodes))
+			fmt.Fprintf(&b, "    %s: %s\n", a.App, a.line())
+		}
+		for _, e := range p.Preempted {
+			fmt.Fprintf(&b, "    %s\n", e)
 		}
 		for _, d := range p.Deferred {
 			fmt.Fprintf(&b, "    deferred %s: %s: %s\n", d.App, podCount(d.Pods), d.Reason)
@@ -59,6 +62,9 @@ func (r Report) Text() string {
 				n += u.Pods
 			}
 			fmt.Fprintf(&b, "\nhead does not fit: %s fit on no node\n", podCount(n))
+		}
+		if p.Live {
+			fmt.Fprintf(&b, "\nrunning pods: %s\n", p.runningSummary())
 		}
 	}
 	return b.String()

@@ -1,0 +1,136 @@
+package diff
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"gantry.io/gantry/manifest"
+	"gantry.io/gantry/planner"
+	"gantry.io/gantry/planner/plannertest"
+)
+
+var simNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+
+// converged runs the planner on desired until its plan is empty, every placed pod
+// Ready, and returns the cluster: the Input a live plan would start from.
+func converged(t *testing.T, desired *manifest.Desired, nodes ...*corev1.Node) planner.Input {
+	t.Helper()
+	in := planner.Input{Desired: desired, Nodes: nodes, Now: simNow, Seed: 7, Apps: map[string]planner.AppState{}}
+	for round := 0; ; round++ {
+		if round > 20 {
+			t.Fatal("base does not converge")
+		}
+		p := planner.Compute(in)
+		if p.Empty() {
+			return in
+		}
+		for _, pl := range p.Place {
+			pod := pl.Pod.DeepCopy()
+			pod.Spec.NodeName = pl.Node
+			pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{
+				{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(in.Now)}}}
+			in.Observed = append(in.Observed, pod)
+		}
+		for k, v := range p.Apps {
+			in.Apps[k] = v
+		}
+		in.Now = in.Now.Add(time.Minute)
+	}
+}
+
+func TestSimulate(t *testing.T) {
+	web := func(image string, replicas int32) *manifest.Desired {
+		return plannertest.Desired(plannertest.Deployment("web").Replicas(replicas).Image(image).Requests("500m", "1Gi").MaxSurge("1").MaxUnavailable("0").Obj())
+	}
+	nodes := func() []*corev1.Node {
+		return []*corev1.Node{plannertest.Node("n1").CPU("2").Mem("4Gi").Obj(), plannertest.Node("n2").CPU("2").Mem("4Gi").Obj()}
+	}
+	base := converged(t, web("app:1", 3), nodes()...)
+	if len(base.Observed) != 3 {
+		t.Fatalf("base runs %d pods, want 3", len(base.Observed))
+	}
+	type app struct {
+		Pods, Restarts, Stopped int
+	}
+	summary := func(p *Placement) map[string]app {
+		out := map[string]app{}
+		for _, a := range p.Apps {
+			out[a.App] = app{a.Pods, a.Restarts, a.Stopped}
+		}
+		return out
+	}
+	withHead := func(d *manifest.Desired) planner.Input {
+		in := base
+		in.Desired = d
+		return in
+	}
+	const key = "deployment/default/web"
+
+	t.Run("no change", func(t *testing.T) {
+		p := Simulate(withHead(web("app:1", 3)), 0)
+		if len(p.Apps) != 0 || p.Restarts+p.Stopped != 0 || !p.Fits() || p.Unsettled || p.Rounds != 1 || p.Running != 3 {
+			t.Fatalf("an unchanged revision moves pods: %+v", p)
+		}
+	})
+	t.Run("image change replaces every pod", func(t *testing.T) {
+		p := Simulate(withHead(web("app:2", 3)), 0)
+		if d := cmp.Diff(map[string]app{key: {Pods: 3, Restarts: 3}}, summary(p)); d != "" {
+			t.Fatalf("apps (-want +got):\n%s\n%+v", d, p)
+		}
+		if p.Rounds < 4 || !p.Fits() || p.Unsettled {
+			t.Fatalf("a surge-1 rollout of 3 pods should take several rounds and settle: %+v", p)
+		}
+		if p.Restarts != 3 || p.Stopped != 0 {
+			t.Fatalf("restarts %d stopped %d, want 3 and 0", p.Restarts, p.Stopped)
+		}
+	})
+	t.Run("scale down", func(t *testing.T) {
+		p := Simulate(withHead(web("app:1", 1)), 0)
+		if d := cmp.Diff(map[string]app{key: {Stopped: 2}}, summary(p)); d != "" {
+			t.Fatalf("apps (-want +got):\n%s", d)
+		}
+	})
+	t.Run("too large for any node", func(t *testing.T) {
+		big := plannertest.Deployment("big").Replicas(1).Image("big:1").Requests("1", "64Gi").Obj()
+		head := web("app:1", 3)
+		head.Deployments = append(head.Deployments, big)
+		p := Simulate(withHead(head), 0)
+		if p.Fits() || len(p.Unplaceable) != 1 || p.Unplaceable[0].App != "deployment/default/big" ||
+			!strings.Contains(p.Unplaceable[0].Reason, "0/2 nodes fit: 2 insufficient memory") {
+			t.Fatalf("unplaceable: %+v", p.Unplaceable)
+		}
+		if p.Restarts != 0 || p.Unsettled {
+			t.Fatalf("a pod that fits nowhere restarts nothing and settles: %+v", p)
+		}
+	})
+	t.Run("surge that cannot fit stalls the rollout", func(t *testing.T) {
+		// 4 pods of 1 CPU fill both nodes; maxUnavailable 0 needs a fifth pod's room.
+		full := plannertest.Desired(plannertest.Deployment("web").Replicas(4).Image("app:1").Requests("1", "1Gi").MaxSurge("1").MaxUnavailable("0").Obj())
+		in := converged(t, full, nodes()...)
+		in.Desired = plannertest.Desired(plannertest.Deployment("web").Replicas(4).Image("app:2").Requests("1", "1Gi").MaxSurge("1").MaxUnavailable("0").Obj())
+		p := Simulate(in, 0)
+		if p.Fits() || !strings.Contains(p.Unplaceable[0].Reason, "insufficient cpu") || p.Restarts != 0 {
+			t.Fatalf("the stalled surge pod should be reported: %+v", p)
+		}
+	})
+	t.Run("the input is not modified", func(t *testing.T) {
+		in := withHead(web("app:2", 3))
+		before := len(in.Observed)
+		states := len(in.Apps)
+		_ = Simulate(in, 0)
+		if len(in.Observed) != before || len(in.Apps) != states || in.Observed[0].Spec.Containers[0].Image != "app:1" {
+			t.Fatal("Simulate changed its input")
+		}
+	})
+	t.Run("the round limit is reported", func(t *testing.T) {
+		p := Simulate(withHead(web("app:2", 3)), 2)
+		if !p.Unsettled || p.Rounds != 2 {
+			t.Fatalf("rounds %d unsettled %v", p.Rounds, p.Unsettled)
+		}
+	})
+}
