@@ -226,7 +226,8 @@ func (s *Sandbox) IPs() []net.IP {
 // Setup creates the sandbox of pod p: a network namespace (lo up), its CNI attachment
 // (bridge + host-local dual stack, portmap with ports) and the pod's hostname, hosts and
 // resolv.conf files, and persists the result. The first Setup of a Manager installs the
-// node-wide masquerade table (EnsureMasquerade); if that fails, Setup fails.
+// node-wide masquerade table (EnsureMasquerade); if that fails, Setup fails. Setup is
+// Begin followed by Pending.Wait.
 //
 // Setup is idempotent: if a sandbox for p.UID exists and its netns is alive, it is
 // returned unchanged (p and ports are not compared; a changed pod is a new pod). Remains
@@ -236,6 +237,30 @@ func (s *Sandbox) IPs() []net.IP {
 // On any failure everything done so far is rolled back and the error is returned; a CNI
 // failure carries the plugin's own error. Invalid input is api.ErrInvalidArgument.
 func (m *Manager) Setup(ctx context.Context, p PodRef, ports []PortMapping) (*Sandbox, error) {
+	pend, err := m.Begin(ctx, p, ports)
+	if err != nil {
+		return nil, err
+	}
+	return pend.Wait()
+}
+
+// Begin starts building the sandbox of pod p and returns as soon as its network
+// namespace and its hostname, hosts and resolv.conf files exist (a few milliseconds);
+// the CNI ADD (the plugins, the slow part) then runs in the background, under ctx.
+// Pending.Sandbox is usable at once for what does not need the pod's addresses — a
+// container joining NetNSPath and bind-mounting the files can be created meanwhile —
+// and Pending.Wait returns the complete sandbox. A process must not run in the pod
+// before Wait returned it: until then the netns has only lo, and /etc/hosts lacks
+// the pod's addresses (the hosts file is rewritten in place, so a bind mount made
+// before Wait shows the final contents).
+//
+// Begin has Setup's contract: idempotent (an existing live sandbox comes back as an
+// already finished Pending), remains torn down first, the first call installs the
+// masquerade table. An error from Begin means nothing was built; a failure of the CNI
+// ADD is returned by Wait, after everything was rolled back. The sandbox's per-UID lock
+// is held until the background part ends, so a Teardown of p.UID waits for it; cancel
+// ctx to abort the ADD.
+func (m *Manager) Begin(ctx context.Context, p PodRef, ports []PortMapping) (*Pending, error) {
 	if err := validUID(p.UID); err != nil {
 		return nil, err
 	}
@@ -258,12 +283,17 @@ func (m *Manager) Setup(ctx context.Context, p PodRef, ports []PortMapping) (*Sa
 	}
 
 	unlock := m.locks.lock(p.UID)
-	defer unlock()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			unlock()
+		}
+	}()
 
 	// A state that cannot be read counts as remains: it is torn down and rebuilt.
 	existing, err := m.load(p.UID)
 	if err == nil && isNetNS(existing.NetNSPath) {
-		return existing, nil
+		return finishedPending(existing), nil
 	}
 	if m.hasRemains(p.UID) {
 		var oldPorts []PortMapping
@@ -275,25 +305,46 @@ func (m *Manager) Setup(ctx context.Context, p PodRef, ports []PortMapping) (*Sa
 		}
 	}
 
-	sb, err := m.create(ctx, p, hostname, conf, ports, capPorts)
+	sb, err := m.create(p, hostname, ports)
 	if err != nil {
-		// Roll back with a context that outlives a cancelled ctx: a half-built sandbox
-		// must not leak because the caller gave up.
-		rbCtx := context.WithoutCancel(ctx)
-		if rbErr := m.teardown(rbCtx, p.UID, ports); rbErr != nil {
-			// CNI DEL failed too (a plugin that fails both ways): nothing of this
-			// attachment was ever handed out, so remove it directly.
-			if fcErr := m.forceClean(rbCtx, p.UID); fcErr != nil {
-				err = errors.Join(err, fmt.Errorf("rolling back: %w", errors.Join(rbErr, fcErr)))
-			}
-		}
-		return nil, fmt.Errorf("%s: %w", where, err)
+		return nil, fmt.Errorf("%s: %w", where, m.rollback(ctx, p.UID, ports, err))
 	}
-	return sb, nil
+	pend := &Pending{partial: *sb, done: make(chan struct{})}
+	handedOff = true
+	go func() {
+		// done is closed before the lock is released: whoever gets the lock next
+		// (a Teardown) finds the Pending finished.
+		defer unlock()
+		defer close(pend.done)
+		full, err := m.attach(ctx, sb, conf, capPorts)
+		if err != nil {
+			pend.err = fmt.Errorf("%s: %w", where, m.rollback(ctx, p.UID, ports, err))
+			return
+		}
+		pend.sb = full
+	}()
+	return pend, nil
 }
 
-// create does the work of Setup; the caller rolls back on error.
-func (m *Manager) create(ctx context.Context, p PodRef, hostname string, conf *confList, ports []PortMapping, capPorts []map[string]any) (*Sandbox, error) {
+// rollback undoes a failed Setup of uid and returns err, joined with the rollback's own
+// errors if it could not remove everything. It runs with a context that outlives a
+// cancelled ctx: a half-built sandbox must not leak because the caller gave up.
+func (m *Manager) rollback(ctx context.Context, uid string, ports []PortMapping, err error) error {
+	rbCtx := context.WithoutCancel(ctx)
+	if rbErr := m.teardown(rbCtx, uid, ports); rbErr != nil {
+		// CNI DEL failed too (a plugin that fails both ways): nothing of this
+		// attachment was ever handed out, so remove it directly.
+		if fcErr := m.forceClean(rbCtx, uid); fcErr != nil {
+			err = errors.Join(err, fmt.Errorf("rolling back: %w", errors.Join(rbErr, fcErr)))
+		}
+	}
+	return err
+}
+
+// create does the first, synchronous part of Begin: the netns, the bridge (when
+// missing) and the pod's files, the hosts file without the pod's addresses yet. It
+// returns the sandbox without addresses; the caller rolls back on error.
+func (m *Manager) create(p PodRef, hostname string, ports []PortMapping) (*Sandbox, error) {
 	for _, d := range []string{m.netnsDir(), m.podDir(p.UID)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", d, err)
@@ -308,10 +359,6 @@ func (m *Manager) create(ctx context.Context, p PodRef, hostname string, conf *c
 	if m.subnet6 != "" {
 		prepareBridge(m.bridge)
 	}
-	res, err := m.cniAdd(ctx, conf, p.UID, pin, capPorts)
-	if err != nil {
-		return nil, err
-	}
 	sb := &Sandbox{
 		UID:            p.UID,
 		Namespace:      p.Namespace,
@@ -324,7 +371,35 @@ func (m *Manager) create(ctx context.Context, p PodRef, hostname string, conf *c
 		Network:        m.network,
 		Ports:          append([]PortMapping(nil), ports...),
 	}
-	res.fill(sb, m.bridge)
+	t0 = time.Now()
+	defer m.traced("files", t0)
+	resolv, err := m.resolvConfFor(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(sb.HostnamePath, []byte(hostname+"\n"), 0o644); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(sb.HostsPath, hostsFile(hostname, nil), 0o644); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(sb.ResolvConfPath, []byte(resolv), 0o644); err != nil {
+		return nil, err
+	}
+	return sb, nil
+}
+
+// attach does the background part of Begin on a copy of sb: CNI ADD, the addresses, the
+// IPv6 settle wait, the hosts file with the addresses (rewritten in place: containers
+// created meanwhile have it bind-mounted already) and the saved state, written last.
+func (m *Manager) attach(ctx context.Context, partial *Sandbox, conf *confList, capPorts []map[string]any) (*Sandbox, error) {
+	sb := *partial
+	sb.Ports = append([]PortMapping(nil), partial.Ports...)
+	res, err := m.cniAdd(ctx, conf, sb.UID, sb.NetNSPath, capPorts)
+	if err != nil {
+		return nil, err
+	}
+	res.fill(&sb, m.bridge)
 	if m.subnet4 != "" && sb.IPv4 == nil || m.subnet6 != "" && sb.IPv6 == nil {
 		return nil, fmt.Errorf("CNI network %q returned %v, missing an address of a configured family (v4 %q, v6 %q)",
 			m.network, sb.IPs(), m.subnet4, m.subnet6)
@@ -338,25 +413,13 @@ func (m *Manager) create(ctx context.Context, p PodRef, hostname string, conf *c
 		}
 		m.traced("ipv6-settle", t0)
 	}
-	t0 = time.Now()
-	defer m.traced("files", t0)
-	resolv, err := m.resolvConfFor(p)
-	if err != nil {
+	if err := writeFileInPlace(sb.HostsPath, hostsFile(sb.Hostname, sb.IPs())); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(sb.HostnamePath, []byte(hostname+"\n"), 0o644); err != nil {
+	if err := m.save(&sb); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(sb.HostsPath, hostsFile(hostname, sb.IPs()), 0o644); err != nil {
-		return nil, err
-	}
-	if err := writeFileAtomic(sb.ResolvConfPath, []byte(resolv), 0o644); err != nil {
-		return nil, err
-	}
-	if err := m.save(sb); err != nil {
-		return nil, err
-	}
-	return sb, nil
+	return &sb, nil
 }
 
 // Teardown removes the sandbox of the pod with this UID: the CNI attachment (DEL: veth,
