@@ -10,10 +10,15 @@ import (
 // namespace}. In gantry no Secret object holds it (secret values never live in git):
 // the gantry server provides it, from a file or from its environment. Validation
 // therefore accepts any well-formed reference without looking for a Secret in the
-// tree. The conventions below are the contract between manifests and the server.
+// tree. The conventions below are the contract between manifests and the server:
+// package secrets (secrets.ServerCredentials) reads exactly these names, the
+// environment variable first, then the file. A SecretStore may only name credentials
+// of its own namespace (secrets refuses another namespace at resolution, see
+// docs/SECRETS.md); a ClusterSecretStore may name any.
 
 // CredentialNamespace is the namespace a credential reference resolves in: the
-// reference's own namespace, else the store's, else "default" (ClusterSecretStores).
+// reference's own namespace, else the store's, else "default" (ClusterSecretStores,
+// whose storeNamespace is "").
 func CredentialNamespace(storeNamespace string, ref SecretKeySelector) string {
 	switch {
 	case ref.Namespace != nil && *ref.Namespace != "":

@@ -149,12 +149,25 @@ func (s *storeClient) ensureLogin(ctx context.Context) error {
 	return nil
 }
 
-// credential looks a credential up and registers it with the redactor.
-func (s *storeClient) credential(key string) (string, error) {
-	b, err := s.creds(s.key.namespace, s.key.name, key)
+// credential looks up the server-side credential that ref names (what says which:
+// "token", "role-id", "secret-id") and registers it with the redactor. A SecretStore
+// may only use credentials of its own namespace: a reference to another namespace is
+// refused (External Secrets ignores the namespace of a SecretStore's references; gantry
+// says so instead of reading a credential the store's namespace does not own). A
+// ClusterSecretStore's reference resolves in its namespace, default "default".
+func (s *storeClient) credential(what string, ref *manifest.SecretKeySelector) (string, error) {
+	if ref == nil {
+		return "", fmt.Errorf("store %s: provider.vault.auth: no reference for the %s: %w", s.key, what, api.ErrInvalidArgument)
+	}
+	if !s.key.cluster && ref.Namespace != nil && *ref.Namespace != "" && *ref.Namespace != s.key.namespace {
+		return "", &UnavailableError{Store: s.key.String(), Path: "credential " + what,
+			Reason: fmt.Sprintf("a SecretStore may only use credentials of its own namespace %q, not %q (use a ClusterSecretStore)", s.key.namespace, *ref.Namespace)}
+	}
+	ns := manifest.CredentialNamespace(s.key.namespace, *ref)
+	b, err := s.creds(ns, ref.Name, ref.Key)
 	if err != nil {
 		// A missing or unreadable credential is fixed on the server, then retried.
-		return "", &UnavailableError{Store: s.key.String(), Path: "credential " + key, Reason: err.Error()}
+		return "", &UnavailableError{Store: s.key.String(), Path: "credential " + what, Reason: err.Error()}
 	}
 	s.redactor.Add(b)
 	return string(b), nil
@@ -163,7 +176,7 @@ func (s *storeClient) credential(key string) (string, error) {
 // loginToken takes the store's token and looks it up, which proves it valid and tells
 // whether and by how much it can be renewed.
 func (s *storeClient) loginToken(ctx context.Context) (*vault.Secret, error) {
-	tok, err := s.credential(CredToken)
+	tok, err := s.credential("token", s.prov.Auth.TokenSecretRef)
 	if err != nil {
 		return nil, err
 	}
@@ -206,11 +219,11 @@ func (s *storeClient) loginAppRole(ctx context.Context, ar *manifest.VaultAppRol
 			return nil, fmt.Errorf("store %s: provider.vault.auth.appRole: set roleId or roleRef: %w", s.key, api.ErrInvalidArgument)
 		}
 		var err error
-		if roleID, err = s.credential(CredRoleID); err != nil {
+		if roleID, err = s.credential("role-id", ar.RoleRef); err != nil {
 			return nil, err
 		}
 	}
-	secretID, err := s.credential(CredSecretID)
+	secretID, err := s.credential("secret-id", &ar.SecretRef)
 	if err != nil {
 		return nil, err
 	}

@@ -6,56 +6,42 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"gantry.io/gantry/api"
+	"gantry.io/gantry/manifest"
 )
 
-// Credential names: what a store's auth asks its CredentialLookup for.
-const (
-	// CredToken is the Vault token of a store with auth.tokenSecretRef.
-	CredToken = "token"
-	// CredRoleID is the AppRole role ID of a store with auth.appRole.roleRef (an inline
-	// auth.appRole.roleId needs no lookup).
-	CredRoleID = "role-id"
-	// CredSecretID is the AppRole secret ID of a store with auth.appRole.
-	CredSecretID = "secret-id"
-)
+// DefaultCredentialsDir is where the server looks for credential files when no
+// WithCredentials option is given: "credentials" under gantry's default data
+// directory (/var/lib/gantry). `gantry up` and `gantry server` use
+// DATA-DIR/credentials unless --vault-credentials-dir says otherwise.
+const DefaultCredentialsDir = "/var/lib/gantry/credentials"
 
-// DefaultCredentialsDir is where the server looks for store credentials when no
-// WithCredentials option is given (see CredentialsFromDir).
-const DefaultCredentialsDir = "/etc/gantry/vault"
-
-// ClusterStoreDir is the directory (and the namespace part of the environment variable)
-// that holds a ClusterSecretStore's credentials. The underscore cannot start a
-// Kubernetes namespace name, so it never collides with one.
-const ClusterStoreDir = "_cluster"
-
-// CredentialLookup returns the credential key (CredToken, CredRoleID, CredSecretID) of
-// the store named storeName in storeNamespace; storeNamespace is "" for a
-// ClusterSecretStore. It returns an error wrapping api.ErrNotFound when the credential
-// is not configured. Credentials never come from git: manifests only say which auth
-// method a store uses, the server supplies the material.
-type CredentialLookup func(storeNamespace, storeName, key string) ([]byte, error)
-
-// CredentialsFromDir reads credentials from files on the server:
+// CredentialLookup returns one key of a server-side credential: the value that a
+// store's auth.tokenSecretRef, auth.appRole.roleRef or auth.appRole.secretRef
+// ({name, key, namespace}, the External Secrets shape) points at. namespace is
+// manifest.CredentialNamespace of the reference (never ""), name and key are the
+// reference's own. It returns an error wrapping api.ErrNotFound when the credential is
+// not configured.
 //
-//	DIR/<namespace>/<store>/<key>      a SecretStore
-//	DIR/_cluster/<store>/<key>         a ClusterSecretStore
-//
-// where key is "token", "role-id" or "secret-id". Leading and trailing white space
-// (a final newline) is removed. A file that other users may read (mode o+r) is refused,
-// as ssh refuses a readable private key: make it 0600 or 0640.
+// Credentials never come from git: no Secret object holds them. The reference is
+// looked up on the server, as if the server held a Secret of that name (the
+// convention of manifest.CredentialEnv and manifest.CredentialFile).
+type CredentialLookup func(namespace, name, key string) ([]byte, error)
+
+// CredentialsFromDir reads credentials from files on the server,
+// DIR/<namespace>/<name>/<key> (manifest.CredentialFile): the token of a store whose
+// tokenSecretRef is {name: vault-token, key: token} in namespace default is
+// DIR/default/vault-token/token. Leading and trailing white space (a final newline) is
+// removed. A file that other users may read (mode o+r) is refused, as ssh refuses a
+// readable private key: make it 0600 or 0640.
 func CredentialsFromDir(dir string) CredentialLookup {
-	return func(ns, store, key string) ([]byte, error) {
-		if err := checkNames(ns, store, key); err != nil {
+	return func(ns, name, key string) ([]byte, error) {
+		if err := checkNames(ns, name, key); err != nil {
 			return nil, err
 		}
-		if ns == "" {
-			ns = ClusterStoreDir
-		}
-		file := filepath.Join(dir, ns, store, key)
+		file := manifest.CredentialFile(dir, ns, manifest.SecretKeySelector{Name: name, Key: key})
 		st, err := os.Stat(file)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("credential file %s: %w", file, api.ErrNotFound)
@@ -80,34 +66,24 @@ func CredentialsFromDir(dir string) CredentialLookup {
 }
 
 // CredentialsFromEnv reads credentials from environment variables of the server
-// process, named by EnvName. getenv is os.Getenv when nil.
+// process, named by manifest.CredentialEnv: GANTRY_CREDENTIAL_<NAMESPACE>_<NAME>_<KEY>,
+// upper-cased, every character other than A–Z and 0–9 turned into "_" (for example
+// GANTRY_CREDENTIAL_DEFAULT_VAULT_TOKEN_TOKEN). getenv is os.Getenv when nil.
 func CredentialsFromEnv(getenv func(string) string) CredentialLookup {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
-	return func(ns, store, key string) ([]byte, error) {
-		if err := checkNames(ns, store, key); err != nil {
+	return func(ns, name, key string) ([]byte, error) {
+		if err := checkNames(ns, name, key); err != nil {
 			return nil, err
 		}
-		name := EnvName(ns, store, key)
-		v := strings.TrimSpace(getenv(name))
+		env := manifest.CredentialEnv(ns, manifest.SecretKeySelector{Name: name, Key: key})
+		v := strings.TrimSpace(getenv(env))
 		if v == "" {
-			return nil, fmt.Errorf("environment variable %s is not set: %w", name, api.ErrNotFound)
+			return nil, fmt.Errorf("environment variable %s is not set: %w", env, api.ErrNotFound)
 		}
 		return []byte(v), nil
 	}
-}
-
-// EnvName is the environment variable that holds a store credential:
-// GANTRY_VAULT_<NAMESPACE>__<STORE>__<KEY>, upper-cased, with "-" and "." turned into
-// "_"; a ClusterSecretStore uses "_CLUSTER" as its namespace. For example the token of
-// SecretStore "vault-backend" in namespace "shop" is GANTRY_VAULT_SHOP__VAULT_BACKEND__TOKEN.
-func EnvName(ns, store, key string) string {
-	if ns == "" {
-		ns = ClusterStoreDir
-	}
-	up := strings.NewReplacer("-", "_", ".", "_")
-	return "GANTRY_VAULT_" + strings.ToUpper(up.Replace(ns)+"__"+up.Replace(store)+"__"+up.Replace(key))
 }
 
 // FirstCredentials asks each lookup in turn and returns the first credential found. A
@@ -115,10 +91,10 @@ func EnvName(ns, store, key string) string {
 // everyone) stops the search: a broken credential must be fixed, not silently
 // replaced by another source.
 func FirstCredentials(lookups ...CredentialLookup) CredentialLookup {
-	return func(ns, store, key string) ([]byte, error) {
+	return func(ns, name, key string) ([]byte, error) {
 		var missing []string
 		for _, l := range lookups {
-			b, err := l(ns, store, key)
+			b, err := l(ns, name, key)
 			if err == nil {
 				return b, nil
 			}
@@ -127,24 +103,31 @@ func FirstCredentials(lookups ...CredentialLookup) CredentialLookup {
 			}
 			missing = append(missing, err.Error())
 		}
-		return nil, fmt.Errorf("no %s credential for store %s: %s: %w", key, storeName(ns, store), strings.Join(missing, "; "), api.ErrNotFound)
+		return nil, fmt.Errorf("no credential %s/%s key %q: %s: %w", ns, name, key, strings.Join(missing, "; "), api.ErrNotFound)
 	}
 }
 
-// DefaultCredentials is the lookup a Resolver uses without WithCredentials: files under
-// DefaultCredentialsDir first, then environment variables.
-func DefaultCredentials() CredentialLookup {
-	return FirstCredentials(CredentialsFromDir(DefaultCredentialsDir), CredentialsFromEnv(nil))
+// ServerCredentials is the lookup of a gantry server: the environment variable first
+// (CredentialsFromEnv), then the file under dir (CredentialsFromDir) — the order
+// docs/MANIFESTS.md and docs/SECRETS.md give.
+func ServerCredentials(dir string) CredentialLookup {
+	return FirstCredentials(CredentialsFromEnv(nil), CredentialsFromDir(dir))
 }
 
-func checkNames(ns, store, key string) error {
-	for _, n := range []string{ns, store, key} {
+// DefaultCredentials is the lookup a Resolver uses without WithCredentials:
+// ServerCredentials(DefaultCredentialsDir).
+func DefaultCredentials() CredentialLookup {
+	return ServerCredentials(DefaultCredentialsDir)
+}
+
+func checkNames(ns, name, key string) error {
+	for _, n := range []string{ns, name, key} {
 		if strings.ContainsAny(n, `/\`) || n == "." || n == ".." {
 			return fmt.Errorf("credential name %q: must not contain a path separator or be . or ..: %w", n, api.ErrInvalidArgument)
 		}
 	}
-	if store == "" || key == "" {
-		return fmt.Errorf("credential lookup needs a store name and a key: %w", api.ErrInvalidArgument)
+	if ns == "" || name == "" || key == "" {
+		return fmt.Errorf("credential lookup needs a namespace, a name and a key: %w", api.ErrInvalidArgument)
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ type Resolver struct {
 type Option func(*Resolver)
 
 // WithCredentials sets where store credentials come from. Default: DefaultCredentials()
-// (files under /etc/gantry/vault, then GANTRY_VAULT_* environment variables).
+// (GANTRY_CREDENTIAL_* environment variables, then files under DefaultCredentialsDir).
 func WithCredentials(lookup CredentialLookup) Option {
 	return func(r *Resolver) { r.creds = lookup }
 }

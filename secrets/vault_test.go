@@ -100,7 +100,7 @@ func (w *leakWatch) check() {
 	w.t.Logf("leak check: %d values × %d texts (%d log bytes, %d errors): %d hits", len(w.values), len(corpus), w.logs.Len(), len(w.texts), hits)
 }
 
-// credMap is an in-memory CredentialLookup: "ns/store/key" → value.
+// credMap is an in-memory CredentialLookup: "ns/name/key" → value.
 type credMap struct {
 	mu sync.Mutex
 	m  map[string]string
@@ -127,10 +127,12 @@ func (c *credMap) lookup(ns, store, key string) ([]byte, error) {
 
 func ptr[T any](v T) *T { return &v }
 
+// tokenStore is a SecretStore "name" in namespace shop whose token is the server-side
+// credential shop/<name>/token (each test store has its own).
 func tokenStore(name, server string, path *string, version string) *manifest.SecretStore {
 	s := &manifest.SecretStore{Spec: manifest.SecretStoreSpec{Provider: manifest.SecretStoreProvider{Vault: &manifest.VaultProvider{
 		Server: server, Path: path, Version: version,
-		Auth: manifest.VaultAuth{TokenSecretRef: &manifest.SecretKeySelector{Name: "vault-token", Key: "token"}},
+		Auth: manifest.VaultAuth{TokenSecretRef: &manifest.SecretKeySelector{Name: name, Key: "token"}},
 	}}}}
 	s.Kind, s.Name, s.Namespace = secrets.KindSecretStore, name, "shop"
 	return s
@@ -169,7 +171,7 @@ func setup(t *testing.T) (*testenv.Vault, *secrets.Resolver, *credMap, *leakWatc
 	w := newLeakWatch(t)
 	w.secret(v.RootToken())
 	creds := &credMap{}
-	creds.set("shop", "vault", secrets.CredToken, v.RootToken())
+	creds.set("shop", "vault", "token", v.RootToken())
 	r := secrets.New(secrets.WithCredentials(creds.lookup), secrets.WithLogger(w.logger()), secrets.WithTimeout(5*time.Second))
 	t.Cleanup(func() { _ = r.Close() })
 	return v, r, creds, w
@@ -185,7 +187,7 @@ func TestVaultKVv1AndV2(t *testing.T) {
 	})
 	v.EnableKV1(t, "kv1")
 	v.WriteKV1(t, "kv1", "shop/db", map[string]any{"password": "kv1-password-Lm03", "user": "legacy"})
-	creds.set("shop", "legacy", secrets.CredToken, v.RootToken())
+	creds.set("shop", "legacy", "token", v.RootToken())
 
 	es := externalSecret("db", "vault",
 		item("user", "shop/db", "user", ""),
@@ -349,15 +351,18 @@ func appRoleSetup(t *testing.T, v *testenv.Vault, role string, settings map[stri
 	return v.CreateAppRole(t, "approle", role, settings)
 }
 
+// appRoleStore is an AppRole SecretStore "name" in namespace shop: its secret ID (and
+// role ID without an inline roleID) are the server-side credential shop/<name>/secret-id
+// (and role-id).
 func appRoleStore(name, server, roleID string) *manifest.SecretStore {
 	s := &manifest.SecretStore{Spec: manifest.SecretStoreSpec{Provider: manifest.SecretStoreProvider{Vault: &manifest.VaultProvider{
 		Server: server, Path: ptr("secret"), Version: "v2",
 		Auth: manifest.VaultAuth{AppRole: &manifest.VaultAppRole{
-			Path: "approle", RoleID: roleID, SecretRef: manifest.SecretKeySelector{Name: "approle", Key: "secret-id"},
+			Path: "approle", RoleID: roleID, SecretRef: manifest.SecretKeySelector{Name: name, Key: "secret-id"},
 		}},
 	}}}}
 	if roleID == "" {
-		s.Spec.Provider.Vault.Auth.AppRole.RoleRef = &manifest.SecretKeySelector{Name: "approle", Key: "role-id"}
+		s.Spec.Provider.Vault.Auth.AppRole.RoleRef = &manifest.SecretKeySelector{Name: name, Key: "role-id"}
 	}
 	s.Kind, s.Name, s.Namespace = secrets.KindSecretStore, name, "shop"
 	return s
@@ -431,7 +436,7 @@ func TestVaultTokenRenewal(t *testing.T) {
 	v.WritePolicy(t, "shop-read", `path "secret/data/shop/*" { capabilities = ["read"] }`)
 	short := v.CreateToken(t, []string{"shop-read"}, "3s", "")
 	w.secret(short, "renewed-value-1234")
-	creds.set("shop", "short", secrets.CredToken, short)
+	creds.set("shop", "short", "token", short)
 	v.WriteKV2(t, "secret", "shop/app", map[string]any{"k": "renewed-value-1234"})
 	store := tokenStore("short", v.Addr(), ptr("secret"), "v2")
 	es := externalSecret("app", "short", item("k", "shop/app", "k", ""))
@@ -485,7 +490,7 @@ func TestVaultAppRoleReloginAfterMaxTTL(t *testing.T) {
 	w.secret(v.RootToken(), secretID, "relogin-value-5678")
 	v.WriteKV2(t, "secret", "shop/app", map[string]any{"k": "relogin-value-5678"})
 	creds := &credMap{}
-	creds.set("shop", "brief", secrets.CredSecretID, secretID)
+	creds.set("shop", "brief", "secret-id", secretID)
 	r := secrets.New(secrets.WithCredentials(creds.lookup), secrets.WithLogger(w.logger()))
 	t.Cleanup(func() { _ = r.Close() })
 	store := appRoleStore("brief", v.Addr(), roleID)
@@ -513,7 +518,7 @@ func TestVaultStoppedKeepsLastValueAndRecovers(t *testing.T) {
 	ctx := ctxT(t)
 	w.secret(v.RootToken(), "survives-outage-3141", "after-outage-2718")
 	creds := &credMap{}
-	creds.set("shop", "vault", secrets.CredToken, v.RootToken())
+	creds.set("shop", "vault", "token", v.RootToken())
 	clk := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var clkMu sync.Mutex
 	now := func() time.Time { clkMu.Lock(); defer clkMu.Unlock(); return clk }
@@ -614,7 +619,7 @@ func TestVaultNamespaceAndCABundle(t *testing.T) {
 	t.Cleanup(srv.Close)
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 
-	creds.set("shop", "tls", secrets.CredToken, v.RootToken())
+	creds.set("shop", "tls", "token", v.RootToken())
 	store := tokenStore("tls", srv.URL, ptr("secret"), "v2")
 	store.Spec.Provider.Vault.Namespace = ptr("team-a")
 	es := externalSecret("app", "tls", item("k", "shop/app", "k", ""))
