@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"gantry.io/gantry/controlplane"
+	"gantry.io/gantry/secrets"
 	"gantry.io/gantry/store"
 	gitsync "gantry.io/gantry/sync"
 )
@@ -108,8 +109,10 @@ func isLocalPath(repo string) bool {
 	return false
 }
 
-// reconciler builds the git syncer and the reconcile loop over st.
-func (g *gitFlags) reconciler(st *store.Store, dataDir string, logger *slog.Logger, gate <-chan struct{}) (*controlplane.Reconciler, *gitsync.Syncer, error) {
+// reconciler builds the git syncer and the reconcile loop over st. cache (nil: none)
+// is the server's secrets cache: each loaded revision's stores and ExternalSecrets
+// are set on it and Deployments get their config hash from its values.
+func (g *gitFlags) reconciler(st *store.Store, dataDir string, logger *slog.Logger, gate <-chan struct{}, cache *secrets.Cache) (*controlplane.Reconciler, *gitsync.Syncer, error) {
 	src, err := g.source(os.Stderr)
 	if err != nil {
 		return nil, nil, err
@@ -117,6 +120,9 @@ func (g *gitFlags) reconciler(st *store.Store, dataDir string, logger *slog.Logg
 	opts := []controlplane.ReconcileOption{controlplane.WithResync(g.resync), controlplane.WithReconcileLogger(logger)}
 	if gate != nil {
 		opts = append(opts, controlplane.WithStartGate(gate))
+	}
+	if cache != nil {
+		opts = append(opts, controlplane.WithSecretCache(cache))
 	}
 	if g.webhookSecret != "" {
 		secret, err := gitsync.LoadSecret(g.webhookSecret, "")

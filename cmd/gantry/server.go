@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"gantry.io/gantry/controlplane"
+	"gantry.io/gantry/secrets"
 	"gantry.io/gantry/store"
 	gitsync "gantry.io/gantry/sync"
 )
@@ -34,7 +35,10 @@ type serverFlags struct {
 	maskV6        int
 	grace         time.Duration
 	clientConfig  string
-	git           gitFlags
+	// vaultCredentialsDir holds the server-side credentials of SecretStores
+	// (secrets.CredentialsFromDir); "" is DATA-DIR/credentials.
+	vaultCredentialsDir string
+	git                 gitFlags
 }
 
 func (f *serverFlags) add(cmd *cobra.Command, defaultDataDir, defaultListen string) {
@@ -52,6 +56,7 @@ func (f *serverFlags) add(cmd *cobra.Command, defaultDataDir, defaultListen stri
 	fl.IntVar(&f.maskV6, "node-cidr-mask-v6", controlplane.DefaultNodeMaskV6, "prefix length of a node's IPv6 pod CIDR")
 	fl.DurationVar(&f.grace, "node-grace-period", controlplane.DefaultNodeGracePeriod, "missing heartbeats for this long make a node NotReady")
 	fl.StringVar(&f.clientConfig, "client-config", "", "where to write the admin client config (default $GANTRY_CONFIG or ~/.config/gantry/config)")
+	fl.StringVar(&f.vaultCredentialsDir, "vault-credentials-dir", "", "Vault credentials of the SecretStores: a tokenSecretRef/secretRef/roleRef {name, key} in namespace NS is the file DIR/NS/NAME/KEY, unless $GANTRY_CREDENTIAL_NS_NAME_KEY is set (default DATA-DIR/credentials; see docs/SECRETS.md)")
 	f.git.add(cmd)
 }
 
@@ -61,11 +66,20 @@ type controlPlane struct {
 	cli    *clientv3.Client
 	server *controlplane.Server
 	syncer *gitsync.Syncer
+	// The secrets cache refreshing ExternalSecrets from Vault (with --repo).
+	resolver    *secrets.Resolver
+	stopSecrets context.CancelFunc
 }
 
 func (cp *controlPlane) Close() {
 	if cp.server != nil {
 		cp.server.Close()
+	}
+	if cp.stopSecrets != nil {
+		cp.stopSecrets()
+	}
+	if cp.resolver != nil {
+		_ = cp.resolver.Close()
 	}
 	if cp.syncer != nil {
 		cp.syncer.Close()
@@ -124,17 +138,25 @@ func startControlPlane(ctx context.Context, f serverFlags, logger *slog.Logger, 
 	}
 	st := store.New(cp.cli)
 	if f.git.repo != "" {
-		rec, syncer, err := f.git.reconciler(st, f.dataDir, logger, gate)
+		// ExternalSecrets are resolved from Vault into this process's memory: one
+		// Resolver (a Vault client per store) and a Cache refreshing every
+		// refreshInterval; a changed value re-hashes the Deployments that use it
+		// (they roll), and the material endpoint hands the values to the pods' nodes.
+		cp.resolver = secrets.New(
+			secrets.WithCredentials(secrets.ServerCredentials(f.credentialsDir())),
+			secrets.WithLogger(logger),
+			secrets.WithRedactor(logRedactor))
+		cache := secrets.NewCache(cp.resolver)
+		rec, syncer, err := f.git.reconciler(st, f.dataDir, logger, gate, cache)
 		if err != nil {
 			return nil, err
 		}
 		cp.syncer = syncer
-		// ConfigMaps and plain Secrets of the applied revision reach the pods'
-		// nodes through the material endpoint; ExternalSecrets need a secrets
-		// cache (Vault), which this wiring does not give yet: such pods wait
-		// with the reason in their status.
+		sctx, cancel := context.WithCancel(ctx)
+		cp.stopSecrets = cancel
+		go cache.Run(sctx, rec.OnSecretReport)
 		opts = append(opts, controlplane.WithReconciler(rec),
-			controlplane.WithMaterialSource(controlplane.NewDesiredMaterial(rec.Desired, nil, nil)))
+			controlplane.WithMaterialSource(controlplane.NewDesiredMaterial(rec.Desired, cache, cp.resolver.Redactor())))
 	}
 	cp.server = controlplane.New(st, opts...)
 	if err := cp.server.Start(ctx); err != nil {
@@ -142,6 +164,26 @@ func startControlPlane(ctx context.Context, f serverFlags, logger *slog.Logger, 
 	}
 	ok = true
 	return cp, nil
+}
+
+// credentialsDir is --vault-credentials-dir, default DATA-DIR/credentials.
+func (f *serverFlags) credentialsDir() string {
+	if f.vaultCredentialsDir != "" {
+		return f.vaultCredentialsDir
+	}
+	return filepath.Join(f.dataDir, "credentials")
+}
+
+// logRedactor knows every secret value and Vault credential this process has
+// resolved; the server's log output passes through it (serverLogger), and so do the
+// texts the material endpoint sends. One per process: values stay in it after they
+// are rotated out.
+var logRedactor = secrets.NewRedactor()
+
+// serverLogger is the logger of `gantry server` and `gantry up`: text records on w at
+// level, with every known secret value and credential replaced by [redacted].
+func serverLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(logRedactor.Writer(w), &slog.HandlerOptions{Level: level}))
 }
 
 // ensureDataDir fails early, naming the directory, when it cannot be created or
@@ -175,7 +217,7 @@ pods running and reconnect when it is back.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext()
 			defer stop()
-			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			logger := serverLogger(cmd.ErrOrStderr(), slog.LevelInfo)
 			cp, err := startControlPlane(ctx, f, logger, nil)
 			if err != nil {
 				return err

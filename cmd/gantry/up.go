@@ -346,7 +346,7 @@ them without restarting them.`,
 }
 
 func runUp(ctx context.Context, f upFlags, stderr io.Writer) error {
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := serverLogger(stderr, slog.LevelWarn)
 	if err := ensureDataDir(f.dataDir); err != nil {
 		return err
 	}
