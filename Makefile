@@ -61,14 +61,18 @@ lint:
 ## run: the quickstart — gantry up in the foreground, deploying manifests-example from git
 ## (a directory that is not a repository is made one; commit edits to deploy them).
 ## State under .cache/run; Ctrl-C stops gantry and leaves the pods running.
+## A DEMO Vault dev server on 127.0.0.1:8200 (scripts/vault-demo.sh) holds the example's
+## secret values and runs as long as gantry does.
 RUNDIR := $(CACHE)/run
-run: deps build images
+run: deps build images vault
 	$(BIN)/gantry validate manifests-example
 	mkdir -p $(RUNDIR)
 	@echo "gantry: API https://127.0.0.1:6443, client config $(RUNDIR)/client.config"
 	@echo "gantry: in another shell: export GANTRY_CONFIG=$(RUNDIR)/client.config; $(BIN)/gantry get apps; $(BIN)/gantry get pods"
+	VAULT=$(CACHE)/vault/vault bash scripts/vault-demo.sh $(RUNDIR) -- \
 	$(BIN)/gantry up --repo manifests-example --data-dir $(RUNDIR) --listen 127.0.0.1:6443 \
 	  --client-config $(RUNDIR)/client.config --poll-interval 5s \
+	  --vault-credentials-dir $(RUNDIR)/credentials \
 	  $$(for a in $(IMAGES)/*.tar; do printf -- '--import %s ' "$$a"; done)
 
 clean:
