@@ -151,7 +151,7 @@ func TestPodMaterialEndpoint(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	red := secrets.NewRedactor()
 	creds := func(ns, store, key string) ([]byte, error) {
-		if ns == "shop" && store == "vault" && key == secrets.CredToken {
+		if ns == "shop" && store == "vault-token" && key == "token" {
 			return []byte(v.RootToken()), nil
 		}
 		return nil, api.ErrNotFound
@@ -386,7 +386,7 @@ func TestAgentHoldsBackPodUntilMaterial(t *testing.T) {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	creds := func(ns, store, key string) ([]byte, error) {
-		if ns == "shop" && store == "vault" && key == secrets.CredToken {
+		if ns == "shop" && store == "vault-token" && key == "token" {
 			return []byte(v.RootToken()), nil
 		}
 		return nil, api.ErrNotFound
