@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,12 +56,24 @@ func BenchmarkDNSvsCoreDNS(b *testing.B) {
 
 	st := dnsBenchState(dnsBenchServices)
 	questions, queries := dnsBenchQuestions(st)
+	dir := b.TempDir()
+	zoneFile, hostsFile := filepath.Join(dir, "db.cluster.local"), filepath.Join(dir, "hosts")
+	writeFile(b, zoneFile, coreDNSZoneFile(st, DefaultClusterDomain, DefaultRecordTTL))
+	writeFile(b, hostsFile, coreDNSHostsFile(st, DefaultClusterDomain))
 	gantry := startGantryDNSChild(b, dnsBenchServices)
-	core := startCoreDNS(b, coredns, coreDNSZoneFile(st, DefaultClusterDomain, DefaultRecordTTL))
-	servers := []*benchServer{gantry, core}
+	// coredns-file: the file plugin alone. coredns-hosts: the hosts plugin answers
+	// the service names; the names it does not know fall through to the file
+	// plugin (the hosts plugin alone answers SERVFAIL where NXDOMAIN is due).
+	file := startCoreDNS(b, "coredns-file", coredns, dir, fmt.Sprintf("\tfile %s\n", zoneFile))
+	hosts := startCoreDNS(b, "coredns-hosts", coredns, dir, fmt.Sprintf(
+		"\thosts %s {\n\t\tttl %d\n\t\treload 0\n\t\tno_reverse\n\t\tfallthrough\n\t}\n\tfile %s\n",
+		hostsFile, DefaultRecordTTL, zoneFile))
+	servers := []*benchServer{gantry, file, hosts}
 
-	if err := compareAnswers(gantry.addr, core.addr, questions); err != nil {
-		b.Fatal(err)
+	for _, s := range servers[1:] {
+		if err := compareAnswers(gantry.addr, s.addr, questions); err != nil {
+			b.Fatalf("gantry and %s: %v", s.name, err)
+		}
 	}
 	for _, s := range servers {
 		b.Logf("%s on %s: reply to an A query %d bytes", s.name, s.addr, replySize(b, s.addr, questions[0]))
@@ -80,9 +93,11 @@ func BenchmarkDNSvsCoreDNS(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for r := 0; r < *dnsBenchRounds; r++ {
-			order := []*benchServer{gantry, core}
+			// Every other round in reverse order, so that each server's mean
+			// position in the sequence is the same.
+			order := slices.Clone(servers)
 			if r%2 == 1 {
-				order = []*benchServer{core, gantry}
+				slices.Reverse(order)
 			}
 			for _, s := range order {
 				spec.server, spec.seed = s.addr, uint64(r)
@@ -100,7 +115,7 @@ func BenchmarkDNSvsCoreDNS(b *testing.B) {
 				}
 				s.cpu += cpu1 - cpu0
 				s.total.merge(res)
-				b.Logf("round %d %-7s %8.0f answers/s  p50 %6.0f µs  p99 %6.0f µs  server CPU %5.1f µs/answer  wrong %d  timeouts %d",
+				b.Logf("round %d %-13s %8.0f answers/s  p50 %6.0f µs  p99 %6.0f µs  server CPU %5.1f µs/answer  wrong %d  timeouts %d",
 					r+1, s.name, res.qps(), us(res.quantile(0.50)), us(res.quantile(0.99)),
 					us(cpu1-cpu0)/float64(max(res.answers, 1)), res.wrong, res.timeouts)
 			}
@@ -119,11 +134,14 @@ func BenchmarkDNSvsCoreDNS(b *testing.B) {
 		b.ReportMetric(us(s.cpu)/float64(max(t.answers, 1)), s.name+"-cpu-µs/answer")
 		b.ReportMetric(float64(t.timeouts), s.name+"-timeouts")
 	}
-	ratio := gantry.total.qps() / core.total.qps()
-	b.ReportMetric(ratio, "ratio")
-	b.Logf("total over %d rounds of %v, %d clients, %d services (A+AAAA): gantry %.0f answers/s, CoreDNS %.0f answers/s, ratio %.2f; load average %s → %s",
-		*dnsBenchRounds, *dnsBenchRound, *dnsBenchClients, dnsBenchServices,
-		gantry.total.qps(), core.total.qps(), ratio, load0, load1)
+	summary := fmt.Sprintf("total over %d rounds of %v, %d clients, %d services (A+AAAA): gantry %.0f answers/s",
+		*dnsBenchRounds, *dnsBenchRound, *dnsBenchClients, dnsBenchServices, gantry.total.qps())
+	for _, s := range servers[1:] {
+		ratio := gantry.total.qps() / s.total.qps()
+		b.ReportMetric(ratio, "ratio-"+strings.TrimPrefix(s.name, "coredns-"))
+		summary += fmt.Sprintf(", %s %.0f (ratio %.2f)", s.name, s.total.qps(), ratio)
+	}
+	b.Logf("%s; load average %s → %s", summary, load0, load1)
 }
 
 var (
@@ -182,6 +200,25 @@ func dnsBenchQuestions(st State) ([]dns.Question, []loadQuery) {
 		}
 	}
 	return qs, lq
+}
+
+// coreDNSHostsFile renders st's ClusterIP records as a hosts file for CoreDNS's
+// hosts plugin: one line per VIP.
+func coreDNSHostsFile(st State, domain string) string {
+	var b strings.Builder
+	for _, svc := range st.Services {
+		for _, ip := range svc.ClusterIPs {
+			fmt.Fprintf(&b, "%s %s.%s.svc.%s\n", ip, svc.Name, svc.Namespace, strings.TrimSuffix(domain, "."))
+		}
+	}
+	return b.String()
+}
+
+func writeFile(b *testing.B, path, content string) {
+	b.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // coreDNSZoneFile renders st's ClusterIP records as a zone file for CoreDNS's file
@@ -290,31 +327,24 @@ func coreDNSBinary(b *testing.B) string {
 	return bin
 }
 
-// startCoreDNS runs CoreDNS serving zone (cluster.local, file plugin) on a free
-// port of 127.0.0.1 and waits until it answers; stopped at cleanup.
-func startCoreDNS(b *testing.B, bin, zone string) *benchServer {
+// startCoreDNS runs CoreDNS with a server block for the cluster domain on a free
+// port of 127.0.0.1 holding "bind 127.0.0.1" and then plugins (Corefile lines), its
+// Corefile written into dir, and waits until it answers; stopped at cleanup.
+func startCoreDNS(b *testing.B, name, bin, dir, plugins string) *benchServer {
 	b.Helper()
-	dir := b.TempDir()
-	zoneFile := filepath.Join(dir, "db.cluster.local")
-	if err := os.WriteFile(zoneFile, []byte(zone), 0o644); err != nil {
-		b.Fatal(err)
-	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port, err := freeDNSPort()
 		if err != nil {
 			b.Fatal(err)
 		}
-		corefile := filepath.Join(dir, "Corefile")
-		conf := fmt.Sprintf("%s:%d {\n\tbind 127.0.0.1\n\tfile %s\n}\n", DefaultClusterDomain, port, zoneFile)
-		if err := os.WriteFile(corefile, []byte(conf), 0o644); err != nil {
-			b.Fatal(err)
-		}
+		corefile := filepath.Join(dir, "Corefile."+name)
+		writeFile(b, corefile, fmt.Sprintf("%s:%d {\n\tbind 127.0.0.1\n%s}\n", DefaultClusterDomain, port, plugins))
 		cmd := exec.Command(bin, "-conf", corefile, "-quiet")
 		var output lockedBuffer
 		cmd.Stdout, cmd.Stderr = &output, &output
 		if err := cmd.Start(); err != nil {
-			b.Fatalf("start CoreDNS: %v", err)
+			b.Fatalf("start %s: %v", name, err)
 		}
 		exited := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(exited) }()
@@ -329,13 +359,13 @@ func startCoreDNS(b *testing.B, bin, zone string) *benchServer {
 					<-exited
 				}
 			})
-			return &benchServer{name: "coredns", addr: addr, pid: cmd.Process.Pid}
+			return &benchServer{name: name, addr: addr, pid: cmd.Process.Pid}
 		}
 		_ = cmd.Process.Kill()
 		<-exited
 		lastErr = fmt.Errorf("%w; CoreDNS output: %s", lastErr, output.String())
 	}
-	b.Fatalf("CoreDNS did not start: %v", lastErr)
+	b.Fatalf("%s did not start: %v", name, lastErr)
 	return nil
 }
 
