@@ -526,7 +526,7 @@ func (r *Reconciler) round(ctx context.Context) (time.Time, error) {
 	}
 	for _, j := range plan.JobRuns {
 		// Create-if-absent: an existing run is a replayed plan.
-		if _, err := r.st.Jobs().Create(ctx, j.Job); err != nil && !errors.Is(err, api.ErrAlreadyExists) {
+		if _, err := r.st.Jobs().Create(ctx, withRunStatus(plan, j.Job)); err != nil && !errors.Is(err, api.ErrAlreadyExists) {
 			return time.Time{}, fmt.Errorf("create job %s/%s: %w", j.Job.Namespace, j.Job.Name, err)
 		}
 	}
@@ -557,6 +557,9 @@ func (r *Reconciler) round(ctx context.Context) (time.Time, error) {
 		}
 	}
 	if err := r.writeApps(ctx, good, ov, plan, stored, waitReasons(pods.Items)); err != nil {
+		return time.Time{}, err
+	}
+	if err := r.writeJobStatuses(ctx, jobs.Items, plan, states); err != nil {
 		return time.Time{}, err
 	}
 	for _, ev := range plan.Events {
@@ -770,33 +773,26 @@ func revNumber(st planner.AppState, hash string) int64 {
 	return 0
 }
 
-// recordEvent stores a planner event on the app; a failure is logged, not fatal
-// (events are a courtesy, the status is the truth).
+// recordEvent stores a planner event on the app; the same event (object, reason,
+// message) is stored once with a growing count (recordDeduped, jobs.go). A failure
+// is logged, not fatal (events are a courtesy, the status is the truth).
 func (r *Reconciler) recordEvent(ctx context.Context, ev planner.Event, now time.Time) {
 	kind, ns, name, err := store.ParseAppKey(ev.App)
 	if err != nil {
 		ns, name = api.DefaultNamespace, "gantry"
 	}
 	e := &corev1.Event{
-		ObjectMeta:     metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("%s.%x", name, now.UnixNano())},
+		ObjectMeta:     metav1.ObjectMeta{Namespace: ns, Name: eventName(kindName(kind), ns, name, ev.Reason, ev.Message)},
 		InvolvedObject: corev1.ObjectReference{Kind: kindName(kind), Namespace: ns, Name: name},
 		Reason:         ev.Reason, Message: ev.Message,
 		Source:         corev1.EventSource{Component: "gantry-reconciler"},
 		FirstTimestamp: metav1.NewTime(now), LastTimestamp: metav1.NewTime(now), Count: 1,
 		Type: corev1.EventTypeNormal,
 	}
-	if strings.Contains(ev.Reason, "Fail") || strings.Contains(ev.Reason, "RolledBack") {
+	if strings.Contains(ev.Reason, "Fail") || strings.Contains(ev.Reason, "RolledBack") || warningReasons[ev.Reason] {
 		e.Type = corev1.EventTypeWarning
 	}
-	for i := 0; i < 3; i++ {
-		if _, err := r.st.Events().Create(ctx, e); err == nil || !errors.Is(err, api.ErrAlreadyExists) {
-			if err != nil {
-				r.opts.logger.Warn("record event", "app", ev.App, "err", err)
-			}
-			return
-		}
-		e.Name += "x"
-	}
+	r.recordDeduped(ctx, e, now)
 }
 
 func kindName(k planner.AppKind) string {

@@ -149,11 +149,20 @@ func (c *cluster) reconcileCronJob(a *app) {
 	for _, r := range a.runs {
 		c.applyStep(a, r, batch.Step(r.job, r.podObjects(), r.status, c.now, c.seed))
 	}
-	var last time.Time
+	var last, since time.Time
 	if a.orig.Cron != nil {
-		last = a.orig.Cron.LastScheduleTime
+		last, since = a.orig.Cron.LastScheduleTime, a.orig.Cron.Since
+	}
+	if since.IsZero() {
+		since = c.now
 	}
 	if cj := a.cron; cj != nil {
+		if cj.CreationTimestamp.IsZero() {
+			// Without it Due would anchor at now in every round and never run.
+			cp := *cj
+			cp.CreationTimestamp = metav1.NewTime(since)
+			cj = &cp
+		}
 		st := batch.CronStatus{LastScheduleTime: last}
 		for _, r := range a.liveRuns() {
 			if ref := r.ref(); ref.Result == batch.ResultActive {
@@ -203,7 +212,7 @@ func (c *cluster) reconcileCronJob(a *app) {
 		a.state.Cron = nil
 		return
 	}
-	cs := &CronState{LastScheduleTime: last}
+	cs := &CronState{LastScheduleTime: last, Since: since}
 	for _, r := range a.liveRuns() {
 		if _, done := r.status.Finished(); !done {
 			cs.Active = append(cs.Active, r.name())

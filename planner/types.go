@@ -119,6 +119,10 @@ type CronState struct {
 	LastScheduleTime time.Time `json:"lastScheduleTime"`
 	// Active lists, sorted, the CronJob's runs that have not finished.
 	Active []string `json:"active,omitempty"`
+	// Since is when the planner first saw the CronJob: the anchor of its first
+	// tick when it has no lastScheduleTime and its manifest no
+	// creationTimestamp (a CronJob from git has none).
+	Since time.Time `json:"since,omitempty"`
 }
 
 // Revision is one pod template an app has run, keyed by its pod-template hash.
