@@ -16,6 +16,10 @@
 //	/burn?ms=N         burns one CPU for N milliseconds (default 100), then answers
 //	/sleep?ms=N        sleeps N milliseconds (default 100), then answers
 //
+// "echo client --url URL [--n N] [--family 4|6] [--until-version V --streak K]" is the
+// load client of the service tests instead: N GETs of URL, each on a new connection,
+// then one JSON line {"requests","failures","hosts":{H:n},"versions":{V:n},"errors"}.
+//
 // On SIGTERM or SIGINT it waits --shutdown-delay (default 0), stops accepting
 // connections, lets requests in flight finish (at most 5s) and exits 0.
 package main

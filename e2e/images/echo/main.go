@@ -31,6 +31,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "client" {
+		return runClient(args[1:], os.Stdout)
+	}
 	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
 	defaultPort := 8080
 	if p := os.Getenv("PORT"); p != "" {
