@@ -18,3 +18,7 @@ const (
 	// heartbeat (RFC 3339 with nanoseconds; written by the server only).
 	AnnotationHeartbeat = Domain + "/heartbeat"
 )
+
+// LabelServiceName on an EndpointSlice names the Service whose endpoints it holds
+// (Kubernetes' kubernetes.io/service-name, in gantry's domain).
+const LabelServiceName = Domain + "/service-name"

@@ -73,6 +73,7 @@ func (s *Server) Handler() http.Handler {
 	registerKind(mux, s, newPodAPI(s))
 	registerKind(mux, s, newEventAPI(s))
 	s.registerApps(mux)
+	s.registerServices(mux)
 	s.registerJobs(mux)
 	pods := "/namespaces/{ns}/pods/{name}"
 	mux.Handle("GET "+api.APIPrefix+pods+"/log", s.route(VerbLogs, "pods", true, s.proxyLogs))

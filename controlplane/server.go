@@ -54,6 +54,7 @@ type Server struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	agentTr *http.Transport
+	netHub  *networkHub // the agents' network feed (services.go)
 }
 
 type serverOpts struct {
@@ -68,6 +69,7 @@ type serverOpts struct {
 	now              func() time.Time
 	reconciler       *Reconciler
 	material         MaterialSource
+	svc              serviceOpts // services controller and network feed (services.go)
 }
 
 // Option configures a Server.
@@ -204,6 +206,7 @@ func (s *Server) Start(ctx context.Context) error {
 		defer s.wg.Done()
 		s.runLifecycle(runCtx)
 	}()
+	s.startServices(runCtx)
 	return nil
 }
 

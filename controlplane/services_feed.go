@@ -1,0 +1,384 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"net/netip"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+
+	"gantry.io/gantry/api"
+	"gantry.io/gantry/controlplane/agentclient"
+	"gantry.io/gantry/netsvc"
+	"gantry.io/gantry/store"
+)
+
+// feedDebounce gathers a burst of store changes into one new Network.
+const feedDebounce = 20 * time.Millisecond
+
+// networkHub keeps the agents' Network in memory on every server (leader or not):
+// it lists and then watches the stored Services, EndpointSlices and Nodes, and
+// rebuilds the Network after each burst of changes. Streams share the encoded
+// form; a new Network is published only when its content changed (node
+// heartbeats change nothing an agent needs).
+type networkHub struct {
+	st     *store.Store
+	domain string
+
+	mu       sync.Mutex
+	services map[string]*corev1.Service
+	slices   map[string]*store.EndpointSlice
+	nodes    map[string]netsvc.Node
+	loaded   map[api.Kind]bool // the kinds listed so far
+	dirty    chan struct{}
+
+	cur     *agentclient.Network
+	curJSON []byte
+	changed chan struct{} // closed and replaced when cur changes
+	ready   chan struct{} // closed at the first Network
+}
+
+func newNetworkHub(st *store.Store, domain string) *networkHub {
+	if domain == "" {
+		domain = agentclient.DefaultClusterDomain
+	}
+	return &networkHub{st: st, domain: domain, services: map[string]*corev1.Service{},
+		slices: map[string]*store.EndpointSlice{}, nodes: map[string]netsvc.Node{}, loaded: map[api.Kind]bool{},
+		dirty: make(chan struct{}, 1), changed: make(chan struct{}), ready: make(chan struct{})}
+}
+
+func (h *networkHub) markDirty() {
+	select {
+	case h.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// run follows the store until ctx ends.
+func (h *networkHub) run(ctx context.Context) {
+	go followKind(ctx, h, h.st.Services(), func(o *corev1.Service) bool {
+		k := o.Namespace + "/" + o.Name
+		if o.DeletionTimestamp != nil {
+			delete(h.services, k)
+		} else {
+			h.services[k] = o
+		}
+		return true
+	}, func(o *corev1.Service) bool { delete(h.services, o.Namespace+"/"+o.Name); return true }, func() { clear(h.services) })
+	go followKind(ctx, h, h.st.EndpointSlices(), func(o *store.EndpointSlice) bool {
+		h.slices[o.Namespace+"/"+o.Name] = o
+		return true
+	}, func(o *store.EndpointSlice) bool { delete(h.slices, o.Namespace+"/"+o.Name); return true }, func() { clear(h.slices) })
+	go followKind(ctx, h, h.st.Nodes(), func(o *corev1.Node) bool {
+		n := nodeNetwork(o)
+		if old, ok := h.nodes[o.Name]; ok && reflect.DeepEqual(old, n) {
+			return false // a heartbeat
+		}
+		h.nodes[o.Name] = n
+		return true
+	}, func(o *corev1.Node) bool { delete(h.nodes, o.Name); return true }, func() { clear(h.nodes) })
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.dirty:
+		}
+		sleepCtx(ctx, feedDebounce)
+		select {
+		case <-h.dirty:
+		default:
+		}
+		h.rebuild()
+	}
+}
+
+// followKind lists a kind into the hub (reset, then put each object), then
+// watches it from the list's revision; it starts over if the watch cannot be
+// established.
+func followKind[T any, PT interface {
+	*T
+	store.Object
+}](ctx context.Context, h *networkHub, res *store.Resource[T, PT], put, del func(PT) bool, reset func()) {
+	for ctx.Err() == nil {
+		list, err := res.List(ctx, "", store.ListOptions{})
+		if err != nil {
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		ch, err := res.Watch(ctx, "", store.WatchOptions{ResourceVersion: list.ResourceVersion})
+		if err != nil {
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		h.mu.Lock()
+		reset()
+		for _, o := range list.Items {
+			put(o)
+		}
+		h.loaded[res.Kind()] = true
+		h.mu.Unlock()
+		h.markDirty()
+		for ev := range ch {
+			h.mu.Lock()
+			var changed bool
+			if ev.Type == store.Deleted {
+				changed = del(ev.Object)
+			} else {
+				changed = put(ev.Object)
+			}
+			h.mu.Unlock()
+			if changed {
+				h.markDirty()
+			}
+		}
+	}
+}
+
+// rebuild makes the Network from the hub's maps and publishes it if it differs.
+func (h *networkHub) rebuild() {
+	h.mu.Lock()
+	if len(h.loaded) < 3 {
+		h.mu.Unlock()
+		return // a partial view would make agents drop services
+	}
+	n := buildNetwork(h.services, h.slices, h.nodes, h.domain)
+	h.mu.Unlock()
+	b, err := json.Marshal(n)
+	if err != nil {
+		return // plain data: cannot happen
+	}
+	f := fnv.New64a()
+	_, _ = f.Write(b)
+	n.Revision = int64(f.Sum64() >> 1)
+	if b, err = json.Marshal(n); err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cur != nil && h.cur.Revision == n.Revision {
+		return
+	}
+	first := h.cur == nil
+	h.cur, h.curJSON = &n, b
+	close(h.changed)
+	h.changed = make(chan struct{})
+	if first {
+		close(h.ready)
+	}
+}
+
+// current returns the encoded Network, its revision and a channel closed at the
+// next change; ok is false before the first Network.
+func (h *networkHub) current() (b []byte, rev int64, changed <-chan struct{}, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cur == nil {
+		return nil, 0, h.changed, false
+	}
+	return h.curJSON, h.cur.Revision, h.changed, true
+}
+
+// Network returns the current Network (waiting for the first one until ctx ends).
+func (h *networkHub) Network(ctx context.Context) (agentclient.Network, error) {
+	select {
+	case <-ctx.Done():
+		return agentclient.Network{}, fmt.Errorf("network feed: %w", ctx.Err())
+	case <-h.ready:
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return *h.cur, nil
+}
+
+// buildNetwork converts the stored objects into an agent's Network (without its
+// revision). Services that are not headless and hold no VIP (their allocation
+// failed) are left out: there is nothing to program for them.
+func buildNetwork(services map[string]*corev1.Service, slices map[string]*store.EndpointSlice, nodes map[string]netsvc.Node, domain string) agentclient.Network {
+	n := agentclient.Network{ClusterDomain: domain, Nodes: make([]netsvc.Node, 0, len(nodes))}
+	n.Services.Endpoints = map[netsvc.ServiceKey][]netsvc.Endpoint{}
+	keys := make([]string, 0, len(services))
+	for k := range services {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		svc, ok := serviceNetwork(services[k])
+		if !ok {
+			continue
+		}
+		n.Services.Services = append(n.Services.Services, svc)
+		if sl := slices[k]; sl != nil {
+			eps := make([]netsvc.Endpoint, 0, len(sl.Endpoints))
+			for _, e := range sl.Endpoints {
+				eps = append(eps, netsvc.Endpoint{IP: e.IP, Ports: e.Ports, Ready: e.Ready, Terminating: e.Terminating,
+					Hostname: e.Hostname, PodName: e.PodName})
+			}
+			if len(eps) > 0 {
+				n.Services.Endpoints[svc.Key()] = eps
+			}
+		}
+	}
+	for _, nd := range nodes {
+		n.Nodes = append(n.Nodes, nd)
+	}
+	sort.Slice(n.Nodes, func(i, j int) bool { return n.Nodes[i].Name < n.Nodes[j].Name })
+	return n
+}
+
+// serviceNetwork is what agents need of a stored Service.
+func serviceNetwork(s *corev1.Service) (netsvc.Service, bool) {
+	out := netsvc.Service{Namespace: s.Namespace, Name: s.Name, Headless: s.Spec.ClusterIP == corev1.ClusterIPNone,
+		SessionAffinity: string(s.Spec.SessionAffinity)}
+	if out.SessionAffinity == "" {
+		out.SessionAffinity = netsvc.AffinityNone
+	}
+	if c := s.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+		out.AffinityTimeout = time.Duration(*c.ClientIP.TimeoutSeconds) * time.Second
+	}
+	if !out.Headless {
+		for _, ip := range s.Spec.ClusterIPs {
+			if a, err := netip.ParseAddr(ip); err == nil {
+				out.ClusterIPs = append(out.ClusterIPs, a.Unmap())
+			}
+		}
+		if len(out.ClusterIPs) == 0 {
+			return netsvc.Service{}, false
+		}
+	}
+	for _, p := range s.Spec.Ports {
+		out.Ports = append(out.Ports, netsvc.ServicePort{Name: p.Name, Protocol: string(p.Protocol), Port: p.Port,
+			NodePort: p.NodePort, TargetPort: p.TargetPort})
+	}
+	return out, true
+}
+
+// nodeNetwork is what agents need of a node: its pod CIDRs and InternalIPs.
+func nodeNetwork(n *corev1.Node) netsvc.Node {
+	out := netsvc.Node{Name: n.Name}
+	cidrs := n.Spec.PodCIDRs
+	if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
+		cidrs = []string{n.Spec.PodCIDR}
+	}
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			out.PodCIDRs = append(out.PodCIDRs, p.Masked())
+		}
+	}
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil {
+			out.Addrs = append(out.Addrs, ip.Unmap())
+		}
+	}
+	return out
+}
+
+// authorizeNetwork lets every joined node, admin and read-only tokens read the
+// network feed: agents need all services and all nodes' pod CIDRs and addresses
+// (host-gw routes), which is why this is not the per-node rule of the node API.
+func authorizeNetwork(id Identity) error {
+	if id.Role == api.RoleNode {
+		return nil
+	}
+	return Authorize(id, Request{Verb: VerbGet, Kind: store.KindService, Name: "network"})
+}
+
+// networkFeed serves GET /api/v1/network (one Network) and ?watch=true (a stream).
+func (s *Server) networkFeed(w http.ResponseWriter, r *http.Request, id Identity) error {
+	if err := authorizeNetwork(id); err != nil {
+		return err
+	}
+	h := s.netHub
+	if h == nil {
+		return fmt.Errorf("network feed not running: %w", api.ErrUnavailable)
+	}
+	ctx := r.Context()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-h.ready:
+	}
+	if r.URL.Query().Get("watch") != "true" {
+		b, _, _, _ := h.current()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(append(b[:len(b):len(b)], '\n'))
+		return nil
+	}
+	s.metrics.watches.Inc()
+	defer s.metrics.watches.Dec()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	keep := time.NewTicker(agentclient.NetworkKeepAlive)
+	defer keep.Stop()
+	var sent int64
+	first := true
+	for {
+		b, rev, changed, _ := h.current()
+		if first || rev != sent {
+			if _, err := w.Write(append(b[:len(b):len(b)], '\n')); err != nil {
+				return nil // the client went away
+			}
+			sent, first = rev, false
+			keep.Reset(agentclient.NetworkKeepAlive)
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-keep.C:
+			if _, err := w.Write([]byte("\n")); err != nil {
+				return nil
+			}
+		}
+	}
+}
+
+// registerServices mounts the network feed and the read-only service API:
+//
+//	GET /api/v1/network[?watch=true]                              agents' feed (every node)
+//	GET /api/v1/services, /api/v1/namespaces/{ns}/services[/{name}]  (watch=true streams)
+//	GET /api/v1/endpointslices, /api/v1/namespaces/{ns}/endpointslices[/{name}]
+func (s *Server) registerServices(mux *http.ServeMux) {
+	mux.Handle("GET "+agentclient.NetworkPath, s.route(VerbGet, "network", true, s.networkFeed))
+	p := api.APIPrefix
+	svc := &kindAPI[corev1.Service, *corev1.Service]{
+		s: s, res: s.st.Services(), typeName: "Service",
+		fields: func(o *corev1.Service) fields.Set {
+			return fields.Set{"metadata.name": o.Name, "metadata.namespace": o.Namespace, "spec.type": string(o.Spec.Type)}
+		},
+		nodeOf:     func(*corev1.Service) string { return "" },
+		copyStatus: func(dst, src *corev1.Service) { dst.Status = src.Status },
+	}
+	eps := &kindAPI[store.EndpointSlice, *store.EndpointSlice]{
+		s: s, res: s.st.EndpointSlices(), typeName: "EndpointSlice",
+		fields: func(o *store.EndpointSlice) fields.Set {
+			return fields.Set{"metadata.name": o.Name, "metadata.namespace": o.Namespace}
+		},
+		nodeOf:     func(*store.EndpointSlice) string { return "" },
+		copyStatus: func(dst, src *store.EndpointSlice) {},
+	}
+	for _, res := range []string{string(store.KindService), string(store.KindEndpointSlice)} {
+		list, get := svc.list, svc.get
+		if res == string(store.KindEndpointSlice) {
+			list, get = eps.list, eps.get
+		}
+		mux.Handle("GET "+p+"/"+res, s.route(VerbList, res, false, list))
+		mux.Handle("GET "+p+"/namespaces/{ns}/"+res, s.route(VerbList, res, false, list))
+		mux.Handle("GET "+p+"/namespaces/{ns}/"+res+"/{name}", s.route(VerbGet, res, false, get))
+	}
+}
