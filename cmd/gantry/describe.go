@@ -22,9 +22,9 @@ func init() { register(newDescribeCmd) }
 
 func newDescribeCmd() *cobra.Command {
 	var cf clientFlags
-	var ns string
+	var ns, output string
 	cmd := &cobra.Command{
-		Use:   "describe app|node|pod NAME",
+		Use:   "describe app|node|pod|job|cronjob NAME",
 		Short: "Show a node or a pod in detail: conditions, containers, recent events",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -36,6 +36,9 @@ func newDescribeCmd() *cobra.Command {
 			if isAppsArg(args[0]) {
 				return describeApp(ctx, c, ns, args[1], cmd.OutOrStdout())
 			}
+			if k := batchKind(args[0]); k != "" {
+				return describeBatch(ctx, c, k, ns, args[1], output, cmd.OutOrStdout())
+			}
 			kind, err := kindOf(args[0])
 			if err != nil {
 				return err
@@ -44,6 +47,7 @@ func newDescribeCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace of the pod")
+	cmd.Flags().StringVarP(&output, "output", "o", "", "json or yaml: the object instead of the text (jobs, cronjobs)")
 	cf.add(cmd)
 	return cmd
 }

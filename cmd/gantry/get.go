@@ -98,6 +98,9 @@ func newGetCmd() *cobra.Command {
   -w        after the list, print every change as it happens (until interrupted)`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if k := batchKind(args[0]); k != "" {
+				return runGetBatchCmd(cmd, k, args, f)
+			}
 			if isAppsArg(args[0]) {
 				c, err := f.client()
 				if err != nil {

@@ -30,6 +30,7 @@ type gitFlags struct {
 	tokenFile     string
 	sshKeyFile    string
 	knownHosts    string
+	testClock     testClockFlags // hidden, test-only (jobs_clock.go)
 }
 
 func (g *gitFlags) add(cmd *cobra.Command) {
@@ -45,6 +46,7 @@ func (g *gitFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&g.tokenFile, "git-token-file", "", "file with an HTTPS access token for the repository")
 	fl.StringVar(&g.sshKeyFile, "git-ssh-key", "", "SSH private key file for ssh:// repositories")
 	fl.StringVar(&g.knownHosts, "git-known-hosts", "", "known_hosts file for ssh:// repositories")
+	g.testClock.add(cmd)
 }
 
 // source turns the flags into a gitsync.Source. A local directory that is not in a
@@ -121,6 +123,7 @@ func (g *gitFlags) reconciler(st *store.Store, dataDir string, logger *slog.Logg
 	if gate != nil {
 		opts = append(opts, controlplane.WithStartGate(gate))
 	}
+	opts = append(opts, g.testClock.options()...)
 	if cache != nil {
 		opts = append(opts, controlplane.WithSecretCache(cache))
 	}

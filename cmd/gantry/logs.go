@@ -24,7 +24,7 @@ func newLogsCmd() *cobra.Command {
 		tail             int64
 	)
 	cmd := &cobra.Command{
-		Use:   "logs POD",
+		Use:   "logs POD | job/NAME",
 		Short: "Print a container's log (the server fetches it from the pod's node)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -45,6 +45,9 @@ func newLogsCmd() *cobra.Command {
 			}
 			if tail >= 0 {
 				q.Set("tailLines", strconv.FormatInt(tail, 10))
+			}
+			if job, ok := jobLogsArg(args[0]); ok {
+				return runJobLogs(ctx, c, ns, job, q, follow, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
 			path := apiclient.Path(api.KindPod, ns, args[0], "log") + "?" + q.Encode()
 			resp, err := c.Stream(ctx, http.MethodGet, path, nil)
