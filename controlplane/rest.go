@@ -73,6 +73,7 @@ func (s *Server) Handler() http.Handler {
 	registerKind(mux, s, newPodAPI(s))
 	registerKind(mux, s, newEventAPI(s))
 	s.registerApps(mux)
+	mux.Handle("POST "+api.APIPrefix+"/plan", s.route(VerbGet, "plan", false, s.planHandler))
 	s.registerServices(mux)
 	s.registerJobs(mux)
 	pods := "/namespaces/{ns}/pods/{name}"

@@ -42,6 +42,8 @@ type planOptions struct {
 	nodesFile              string
 	nodes                  []string
 	server                 string
+	online                 bool
+	config                 string
 	format                 string
 	allowPlain             bool
 }
@@ -49,7 +51,7 @@ type planOptions struct {
 func newPlanCmd() *cobra.Command {
 	var o planOptions
 	cmd := &cobra.Command{
-		Use:   "plan [BASE_DIR] HEAD_DIR | --repo DIR --base REF [--head REF]",
+		Use:   "plan [BASE_DIR] HEAD_DIR | --repo DIR --base REF [--head REF] | --server URL (HEAD_DIR | --repo DIR [--head REF])",
 		Short: "Show what a change of the manifests would do to the cluster (for pull-request review)",
 		Long: `plan compares two revisions of a manifest repository and shows, per object, whether it is
 created, changed or deleted, a field-level diff of what changed, and the rollout it causes
@@ -62,6 +64,12 @@ read with go-git; --path P selects a folder of the repository), or two directori
 With --nodes FILE (a YAML list of v1 Nodes, a v1 List/NodeList, or one Node) or
 --node name=n1,cpu=4,mem=8Gi (repeatable), plan also places head's pods on an empty
 cluster of those nodes and reports where they would go and which fit nowhere, and why.
+
+With --server URL (or --online: the server of the client config), head — a
+directory, or --repo DIR --head REF — is planned by the control plane against the
+live cluster: the diff is against the revision the cluster runs, and head is placed
+on the cluster's nodes next to its running pods, the rollout simulated to its end:
+where new pods go, which fit nowhere and why, how many running pods restart.
 
 Exit status: 0 no changes, 2 changes, 1 head invalid (errors printed with file:line)
 or a pod that fits on no node.`,
@@ -84,7 +92,9 @@ or a pod that fits on no node.`,
 	f.StringVar(&o.path, "path", "", "with --repo: the folder of the repository holding the manifests (default: the root)")
 	f.StringVar(&o.nodesFile, "nodes", "", "place head's pods on the nodes in this YAML file (offline placement check)")
 	f.StringArrayVar(&o.nodes, "node", nil, "a node for the offline placement check: name=N,cpu=Q,mem=Q[,pods=N] (repeatable)")
-	f.StringVar(&o.server, "server", "", "compare against a live cluster (not yet available)")
+	f.StringVar(&o.server, "server", "", "plan against the live cluster at this URL (credentials from the client config)")
+	f.BoolVar(&o.online, "online", false, "plan against the live cluster of the client config")
+	f.StringVar(&o.config, "config", "", "with --server or --online: client config file (default $GANTRY_CONFIG or ~/.config/gantry/config)")
 	f.StringVar(&o.format, "format", "text", "output format: text, markdown or json")
 	f.BoolVar(&o.allowPlain, "allow-plain-secrets", false, "accept Secret objects with data or stringData (their values are still never shown)")
 	return cmd
@@ -107,9 +117,8 @@ func runPlan(out io.Writer, o planOptions, args []string) (int, error) {
 	default:
 		return 1, fmt.Errorf("--format %q: want text, markdown or json: %w", o.format, api.ErrInvalidArgument)
 	}
-	if o.server != "" {
-		return 1, fmt.Errorf("--server %s: not yet: a live plan needs the control plane's apps API, which comes with the reconcile loop "+
-			"(issue #5 item 4); use the offline mode with --nodes for a placement check: %w", o.server, api.ErrFailedPrecondition)
+	if o.server != "" || o.online {
+		return runOnlinePlan(out, o, args)
 	}
 	opts := []manifest.Option{manifest.WithAllowPlainSecrets(o.allowPlain)}
 	var base, head revision
@@ -176,9 +185,16 @@ func runPlan(out io.Writer, o planOptions, args []string) (int, error) {
 		}
 	}
 
+	return writeReport(out, o.format, report)
+}
+
+// writeReport renders report in format (text, markdown or json) and returns its
+// exit code.
+func writeReport(out io.Writer, format string, report diff.Report) (int, error) {
 	var text []byte
-	switch o.format {
+	switch format {
 	case "json":
+		var err error
 		if text, err = report.JSON(); err != nil {
 			return 1, err
 		}

@@ -379,7 +379,10 @@ func testPlanUsageErrors(t *testing.T, repo string) {
 		want string
 		is   error
 	}{
-		{"server not yet", []string{"--server", "https://127.0.0.1:6443", "testdata/plan/head"}, "not yet: a live plan needs the control plane's apps API", api.ErrFailedPrecondition},
+		{"online base", []string{"--server", "https://127.0.0.1:6443", "--repo", repo, "--base", "main"}, "--base is for an offline plan", api.ErrInvalidArgument},
+		{"online nodes", []string{"--online", "--node", "name=n1,cpu=1", "testdata/plan/head"}, "--nodes and --node are for an offline plan", api.ErrInvalidArgument},
+		{"online no head", []string{"--online"}, "an online plan needs the head revision", api.ErrInvalidArgument},
+		{"online no config", []string{"--online", "--config", filepath.Join(t.TempDir(), "none"), "testdata/plan/head"}, "client config", api.ErrNotFound},
 		{"format", []string{"--format", "yaml", "testdata/plan/head"}, `--format "yaml"`, api.ErrInvalidArgument},
 		{"no base", []string{"--repo", repo}, "--repo needs --base", api.ErrInvalidArgument},
 		{"unknown ref", []string{"--repo", repo, "--base", "nope"}, `resolve "nope"`, api.ErrNotFound},
