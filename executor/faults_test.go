@@ -1,6 +1,7 @@
 package executor_test
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -8,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"gantry.io/gantry/e2e/testenv"
 	"gantry.io/gantry/executor"
 	"gantry.io/gantry/executor/backoff"
 	"gantry.io/gantry/executor/sandbox"
@@ -102,15 +105,21 @@ func TestOOMKilled(t *testing.T) {
 // and no veth or IP lease of it is left behind; the pod that holds the only address
 // keeps running.
 func TestCNIFailure(t *testing.T) {
-	const bridge = "gtest-exe1"
+	const bridge = tinyBridge
 	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", bridge).Run() })
-	sbDir := filepath.Join(t.TempDir(), "sandbox")
+	// An owned dir (not t.TempDir): a rerun after this test was killed finds it stale.
+	top, err := testenv.OwnedTempDir(dataDirPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(top) })
+	sbDir := filepath.Join(top, "sandbox")
 	// A /30 has one pod address (.249 is the gateway).
 	tiny := sandbox.New(
 		sandbox.WithDataDir(sbDir),
 		sandbox.WithNetwork("gtest-exe-tiny", bridge),
 		sandbox.WithSubnets("10.244.210.248/30", "fd00:10:244:d2:ffff::/120"),
-		sandbox.WithMasqueradeTable("gtest-exe-tiny-nat"),
+		sandbox.WithMasqueradeTable(tinyNATTable),
 	)
 	t.Cleanup(func() {
 		if err := tiny.RemoveMasquerade(); err != nil {
@@ -157,6 +166,11 @@ func TestCNIFailure(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(sbDir, "netns", string(second.UID))); !os.IsNotExist(err) {
 		t.Errorf("netns pin of the failed pod exists: %v", err)
+	}
+	// The container created while the ADD ran is gone with it.
+	ctx := namespaces.WithNamespace(context.Background(), en.e.Namespace())
+	if ctrs, err := en.e.Client().Containers(ctx, `labels."`+executor.LabelPodUID+`"==`+string(second.UID)); err != nil || len(ctrs) != 0 {
+		t.Errorf("containers of the failed pod left: %d (%v)", len(ctrs), err)
 	}
 	en.waitStatus(first.UID, 10*time.Second, "first pod still running", running)
 }

@@ -66,6 +66,41 @@ func newEnv(t testing.TB, opts ...executor.Option) *env {
 // testNATTable is this package's node-wide masquerade table.
 const testNATTable = "gtest-exe-nat"
 
+// The second network, of TestCNIFailure.
+const (
+	tinyBridge   = "gtest-exe1"
+	tinyNATTable = "gtest-exe-tiny-nat"
+)
+
+// dataDirPrefix names this package's data dirs in /tmp (testenv.OwnedTempDir).
+const dataDirPrefix = "gexe-"
+
+var removeStaleOnce sync.Once
+
+// removeStale removes what test processes of this package that were killed (a
+// timeout, a Ctrl-C) left behind, before the first test creates anything: their data
+// dirs with the netns pins and volume mounts in them, this package's bridges (with a
+// stale bridge the same subnet fails or collides on the rerun) and nftables tables.
+// The package's tests run one at a time, so at this point nothing of these names is
+// in use by this process.
+func removeStale(t testing.TB) {
+	for _, d := range testenv.RemoveStale(dataDirPrefix) {
+		t.Logf("removed the left-overs of a killed run: %s", d)
+	}
+	for _, br := range []string{testBridge, tinyBridge} {
+		if exec.Command("ip", "link", "show", br).Run() == nil {
+			t.Logf("removing bridge %s left by an earlier run", br)
+			_ = exec.Command("ip", "link", "del", br).Run()
+		}
+	}
+	for _, tbl := range []string{testNATTable, tinyNATTable} {
+		if exec.Command("nft", "list", "table", "inet", tbl).Run() == nil {
+			t.Logf("removing nftables table inet %s left by an earlier run", tbl)
+			_ = exec.Command("nft", "delete", "table", "inet", tbl).Run()
+		}
+	}
+}
+
 // newEnvWith is newEnv with extra sandbox Manager options.
 func newEnvWith(t testing.TB, sbOpts []sandbox.Option, opts ...executor.Option) *env {
 	t.Helper()
@@ -75,8 +110,9 @@ func newEnvWith(t testing.TB, sbOpts []sandbox.Option, opts ...executor.Option) 
 		// The bridge plugin creates the bridge and never deletes it.
 		_ = exec.Command("ip", "link", "del", testBridge).Run()
 	})
-	cd := testenv.StartContainerd(t)
-	dataDir, err := os.MkdirTemp("", "gexe-")
+	cd := testenv.StartContainerd(t) // it removes the containerds of killed runs first
+	removeStaleOnce.Do(func() { removeStale(t) })
+	dataDir, err := testenv.OwnedTempDir(dataDirPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,6 +54,7 @@ type podWorker struct {
 	// Owned by the worker goroutine.
 	adopt    []containerd.Container
 	sb       *sandbox.Sandbox
+	sbPend   *sandbox.Pending // the sandbox's CNI ADD, running while the first container is created
 	sbErr    error
 	sbNext   time.Time
 	sbFails  int
@@ -274,26 +275,39 @@ func (w *podWorker) reconcile(ctx context.Context) time.Time {
 	defer func() { w.computeStatus(p) }()
 
 	if w.sb == nil {
-		if time.Now().Before(w.sbNext) {
-			return w.sbNext
+		if w.sbPend == nil {
+			if time.Now().Before(w.sbNext) {
+				return w.sbNext
+			}
+			if !w.e.acquire(ctx) {
+				return due
+			}
+			// Begin returns once the netns and the pod files exist; the CNI ADD runs
+			// in the background while the first container is created, and that
+			// container's start waits for it (sandboxReady).
+			pend, err := w.e.opts.sandbox.Begin(ctx, sandbox.PodRef{UID: w.uid, Namespace: w.ns, Name: w.name, Hostname: p.Pod.Spec.Hostname, DNSPolicy: string(p.Pod.Spec.DNSPolicy)}, portMappings(p.Pod))
+			w.e.release()
+			if err != nil {
+				if ctx.Err() != nil {
+					return due
+				}
+				w.sandboxFailed(err)
+				return w.sbNext
+			}
+			w.sbPend = pend
+			go func() {
+				<-pend.Done()
+				w.wake()
+			}()
 		}
-		if !w.e.acquire(ctx) {
-			return due
-		}
-		sb, err := w.e.opts.sandbox.Setup(ctx, sandbox.PodRef{UID: w.uid, Namespace: w.ns, Name: w.name, Hostname: p.Pod.Spec.Hostname, DNSPolicy: string(p.Pod.Spec.DNSPolicy)}, portMappings(p.Pod))
-		w.e.release()
-		if err != nil {
+		w.sandboxReady(ctx, false)
+		if w.sb == nil && w.sbPend == nil {
+			// The attachment failed (its back-off is set) or was cancelled.
 			if ctx.Err() != nil {
 				return due
 			}
-			w.sbFails++
-			w.sbErr = err
-			w.sbNext = time.Now().Add(w.e.opts.backoff.Next(w.sbFails))
-			w.event("Warning", "FailedCreatePodSandBox", "", "%v", err)
 			return w.sbNext
 		}
-		w.sb, w.sbErr, w.sbFails = sb, nil, 0
-		w.event("Normal", "SandboxReady", "", "network namespace %s, IPs %v", sb.NetNSPath, sb.IPs())
 	}
 
 	w.mu.Lock()
@@ -410,6 +424,25 @@ func (w *podWorker) startIfDue(ctx context.Context, p Pod, c *corev1.Container, 
 // become the container's waiting or terminated state with a back-off.
 func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Container, st *ctrState) {
 	cl := w.e.client()
+	sb := w.sb
+	if sb == nil {
+		if w.sbPend == nil {
+			// The sandbox failed meanwhile: nothing starts without the pod's network
+			// namespace.
+			st.next = w.sbNext
+			return
+		}
+		// Created now, started once the network is attached (before task.Start).
+		sb = w.sbPend.Sandbox()
+	}
+	prevRestarts, prevTerm, prevLast, prevStep := st.restarts, st.term, st.lastTerm, st.step
+	// notNow undoes this attempt's bookkeeping when the start did not happen through
+	// no fault of the container: the sandbox failed, or the pod is being removed.
+	notNow := func() {
+		st.restarts, st.term, st.lastTerm, st.step = prevRestarts, prevTerm, prevLast, prevStep
+		st.id, st.ctr, st.image, st.waiting = "", nil, "", nil
+		st.next = w.sbNext
+	}
 	if st.term != nil {
 		// A restart: keep the last run's end, count it.
 		st.lastTerm = st.term
@@ -442,6 +475,10 @@ func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Contain
 		return
 	}
 	st.pulls = 0
+	if w.sb == nil && needsPodIPs(c) && !w.sandboxReady(ctx, true) {
+		notNow()
+		return
+	}
 	env, err := resolveEnv(&p, c, w.e.nodeName(), w.podIPs())
 	if err != nil {
 		st.waiting = &corev1.ContainerStateWaiting{Reason: ReasonCreateConfigError, Message: err.Error()}
@@ -450,7 +487,7 @@ func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Contain
 		return
 	}
 	id := containerID(w.uid, c.Name, st.restarts)
-	opts, err := specOpts(specInput{pod: p.Pod, c: c, id: id, img: img, env: env, sb: w.sb, volumes: w.vols})
+	opts, err := specOpts(specInput{pod: p.Pod, c: c, id: id, img: img, env: env, sb: sb, volumes: w.vols})
 	if err != nil {
 		w.cannotRun(st, c, err)
 		return
@@ -459,8 +496,14 @@ func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Contain
 	// Set at creation, a moment before the start, to save a round trip per start; an
 	// adopting agent reports it as the start time.
 	labels[LabelStartedAt] = time.Now().UTC().Format(time.RFC3339Nano)
+	// containerd calls that create or delete run under mctx, which the pod's removal
+	// does not cancel: a call cancelled mid-way can leave behind what the server
+	// finished (a task, a shim) with nothing in the agent knowing of it. ctx is
+	// checked between the steps instead, and what was made is undone.
+	mctx, cancelM := context.WithTimeout(context.WithoutCancel(ctx), containerdCallTimeout)
+	defer cancelM()
 	create := func() (containerd.Container, error) {
-		return cl.NewContainer(ctx, id,
+		return cl.NewContainer(mctx, id,
 			containerd.WithImage(img),
 			containerd.WithSnapshotter(w.e.opts.snapshotter),
 			containerd.WithNewSnapshot(id, img),
@@ -472,10 +515,10 @@ func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Contain
 	if errdefs.IsAlreadyExists(err) {
 		// A container (or snapshot) left from an earlier attempt with the same run
 		// number is stale. Looked for only now: the usual start saves the round trip.
-		if old, lerr := cl.LoadContainer(ctx, id); lerr == nil {
-			w.e.deleteContainer(ctx, old)
+		if old, lerr := cl.LoadContainer(mctx, id); lerr == nil {
+			w.e.deleteContainer(mctx, old)
 		} else if sn := cl.SnapshotService(w.e.opts.snapshotter); sn != nil {
-			_ = sn.Remove(ctx, id)
+			_ = sn.Remove(mctx, id)
 		}
 		ctr, err = create()
 	}
@@ -485,32 +528,49 @@ func (w *podWorker) startContainer(ctx context.Context, p Pod, c *corev1.Contain
 		return
 	}
 	st.id, st.ctr, st.image = id, ctr, img.Name()
-	// Undoing a failed start must not fail because the pod's removal cancelled ctx:
-	// a task created meanwhile would leave its shim behind.
-	cleanup, cancelCleanup := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancelCleanup()
-	if err := w.openLog(st); err != nil {
-		w.cannotRun(st, c, err)
-		w.e.deleteContainer(cleanup, ctr)
+	if ctx.Err() != nil {
+		w.e.deleteContainer(mctx, ctr)
+		notNow()
 		return
 	}
-	task, err := ctr.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, st.logf.Stream("stdout"), st.logf.Stream("stderr")), cio.WithFIFODir(filepath.Join(w.e.fifoDir(), id))))
+	if err := w.openLog(st); err != nil {
+		w.cannotRun(st, c, err)
+		w.e.deleteContainer(mctx, ctr)
+		return
+	}
+	task, err := ctr.NewTask(mctx, cio.NewCreator(cio.WithStreams(nil, st.logf.Stream("stdout"), st.logf.Stream("stderr")), cio.WithFIFODir(filepath.Join(w.e.fifoDir(), id))))
 	if err != nil {
 		w.closeLog(st)
+		w.e.deleteContainer(mctx, ctr)
+		if w.sb == nil && !w.sandboxReady(ctx, true) {
+			// The ADD failed and its rollback removed the netns under runc's feet:
+			// the sandbox's failure, not the container's.
+			notNow()
+			return
+		}
 		w.cannotRun(st, c, err)
-		w.e.deleteContainer(cleanup, ctr)
+		return
+	}
+	undo := func() {
+		_, _ = task.Delete(mctx, containerd.WithProcessKill)
+		w.closeLog(st)
+		w.e.deleteContainer(mctx, ctr)
+	}
+	// The process must see its network: wait for the sandbox's CNI ADD (it ran while
+	// the container and task were created).
+	if !w.sandboxReady(ctx, true) || ctx.Err() != nil {
+		undo()
+		notNow()
 		return
 	}
 	// The exit wait outlives opCtx: it must see the exit of a pod being removed.
 	ch, err := task.Wait(w.life)
 	if err == nil {
-		err = task.Start(ctx)
+		err = task.Start(mctx)
 	}
 	if err != nil {
-		_, _ = task.Delete(cleanup, containerd.WithProcessKill)
-		w.closeLog(st)
+		undo()
 		w.cannotRun(st, c, err)
-		w.e.deleteContainer(cleanup, ctr)
 		return
 	}
 	st.task, st.io = task, task.IO()
@@ -530,6 +590,63 @@ func (w *podWorker) cannotRun(st *ctrState, c *corev1.Container, err error) {
 	st.waiting = nil
 	w.decideRestart(st, c)
 	w.event("Warning", "Failed", c.Name, "Error: %v", err)
+}
+
+// containerdCallTimeout bounds one containerd call that runs without the pod's
+// cancellation (create, start, delete).
+const containerdCallTimeout = 2 * time.Minute
+
+// sandboxReady reports whether the pod's sandbox is complete (w.sb set), collecting the
+// pending CNI ADD if it has ended — or, with block, once it has. A failed ADD is
+// recorded (FailedCreatePodSandBox, the back-off in sbNext) and leaves w.sb and
+// w.sbPend nil, so the next pass begins the sandbox again.
+func (w *podWorker) sandboxReady(ctx context.Context, block bool) bool {
+	if w.sb != nil {
+		return true
+	}
+	if w.sbPend == nil {
+		return false
+	}
+	if !block {
+		select {
+		case <-w.sbPend.Done():
+		default:
+			return false
+		}
+	}
+	sb, err := w.sbPend.Wait()
+	w.sbPend = nil
+	if err != nil {
+		if ctx.Err() == nil {
+			w.sandboxFailed(err)
+		}
+		return false
+	}
+	w.sb, w.sbErr, w.sbFails = sb, nil, 0
+	w.event("Normal", "SandboxReady", "", "network namespace %s, IPs %v", sb.NetNSPath, sb.IPs())
+	return true
+}
+
+// sandboxFailed records a failed sandbox and its back-off.
+func (w *podWorker) sandboxFailed(err error) {
+	w.sbFails++
+	w.sbErr = err
+	w.sbNext = time.Now().Add(w.e.opts.backoff.Next(w.sbFails))
+	w.event("Warning", "FailedCreatePodSandBox", "", "%v", err)
+}
+
+// needsPodIPs reports whether c's environment refers to the pod's addresses, which
+// are known only once the sandbox's CNI ADD has ended.
+func needsPodIPs(c *corev1.Container) bool {
+	for _, ev := range c.Env {
+		if ev.ValueFrom != nil && ev.ValueFrom.FieldRef != nil {
+			switch ev.ValueFrom.FieldRef.FieldPath {
+			case "status.podIP", "status.podIPs":
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // decideRestart applies the restart policy and back-off to the run that just ended.
@@ -673,6 +790,10 @@ func (w *podWorker) collectExit(ctx context.Context, st *ctrState, p Pod) {
 }
 
 func (w *podWorker) finishRun(ctx context.Context, st *ctrState, code uint32, at time.Time, p Pod) {
+	// The run's task and container are deleted even when the pod's removal has
+	// cancelled ctx: a delete cancelled half-way can leave the shim running.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), containerdCallTimeout)
+	defer cancel()
 	w.stopProbes(st)
 	reason := ReasonError
 	oom := w.e.sawOOM(st.id) || oomKilled(string(p.Pod.UID), st.id)
@@ -801,6 +922,12 @@ func (w *podWorker) terminate(ctx context.Context) {
 	}
 	// Whatever containerd still has for this pod (an earlier run, an adopted one).
 	w.e.deletePodContainers(ctx, w.uid)
+	if w.sbPend != nil {
+		// Its ADD was cancelled with the pod's operations; it ends (rolled back or
+		// complete) before Teardown runs.
+		_, _ = w.sbPend.Wait()
+		w.sbPend = nil
+	}
 	var errs []error
 	if err := w.e.opts.sandbox.Teardown(ctx, w.uid); err != nil {
 		errs = append(errs, err)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -81,11 +82,16 @@ func StartContainerd(t testing.TB) *Containerd {
 
 // LaunchContainerd starts a containerd daemon outside of a test (a TestMain, a benchmark
 // harness); the caller must call Stop.
+//
+// First it removes what killed test processes left of earlier daemons (RemoveStale
+// with prefix gctr-: their daemon, shims, container processes, mounts and directory),
+// so a rerun after a crash starts clean.
 func LaunchContainerd() (*Containerd, error) {
+	RemoveStale(containerdDirPrefix)
 	// unix socket paths are limited to 107 bytes; /tmp/gctr-XXXXXXXX/c.sock stays short.
-	dir, err := os.MkdirTemp("/tmp", "gctr-")
+	dir, err := OwnedTempDir(containerdDirPrefix)
 	if err != nil {
-		return nil, fmt.Errorf("temp dir: %w", err)
+		return nil, err
 	}
 	c := &Containerd{dir: dir, socket: filepath.Join(dir, "c.sock"), log: &bytes.Buffer{}, done: make(chan struct{})}
 	for _, d := range []string{c.Root(), c.State()} {
@@ -191,7 +197,9 @@ func (c *Containerd) signalAndWait(sig syscall.Signal, limit time.Duration) erro
 }
 
 // Stop deletes every task and container the daemon holds, stops it and removes its
-// directories. Safe to call twice.
+// directories. A shim of this daemon still running after that (a task the daemon no
+// longer lists, leaked by the code under test) is killed with its container processes
+// and reported as an error naming it. Safe to call twice.
 func (c *Containerd) Stop() error {
 	var errs []string
 	if err := c.purge(); err != nil {
@@ -199,6 +207,19 @@ func (c *Containerd) Stop() error {
 	}
 	if err := c.signalAndWait(syscall.SIGTERM, 20*time.Second); err != nil {
 		errs = append(errs, err.Error())
+	}
+	// A shim exits a moment after its last task is deleted.
+	var leaked []string
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		leaked = shimsOf(c.socket)
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(leaked) > 0 {
+		killShims(c.socket)
+		errs = append(errs, fmt.Sprintf("shims outlived their containers (killed now): %s", strings.Join(leaked, ", ")))
 	}
 	if err := c.removeDirs(); err != nil {
 		errs = append(errs, err.Error())
@@ -281,4 +302,199 @@ func (c *Containerd) removeDirs() error {
 		return fmt.Errorf("remove %s: %w", c.dir, err)
 	}
 	return nil
+}
+
+const containerdDirPrefix = "gctr-"
+
+// ownerFile, in a directory made by OwnedTempDir, records the PID and the start time of
+// the process that made it.
+const ownerFile = ".owner"
+
+// OwnedTempDir creates a directory /tmp/<prefix>XXXX marked as owned by this process,
+// so that a later RemoveStale (of a rerun after this process was killed) can tell it is
+// a left-over. The caller removes it when done.
+func OwnedTempDir(prefix string) (string, error) {
+	dir, err := os.MkdirTemp("/tmp", prefix)
+	if err != nil {
+		return "", fmt.Errorf("temp dir: %w", err)
+	}
+	pid := os.Getpid()
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(fmt.Sprintf("%d %s\n", pid, procStart(pid))), 0o644); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", fmt.Errorf("temp dir owner: %w", err)
+	}
+	return dir, nil
+}
+
+// StaleDirs returns the directories /tmp/<prefix>* made by OwnedTempDir whose owner
+// process is gone. A directory without an owner record counts as stale when no
+// process refers to it on its command line (a containerd of an older harness) and it
+// is more than a minute old.
+func StaleDirs(prefix string) []string {
+	matches, _ := filepath.Glob(filepath.Join("/tmp", prefix+"*"))
+	var out []string
+	for _, dir := range matches {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err == nil {
+			var pid int
+			var start string
+			if n, _ := fmt.Sscanf(string(b), "%d %s", &pid, &start); n == 2 && procStart(pid) == start {
+				continue // the owner is alive
+			}
+			out = append(out, dir)
+			continue
+		}
+		fi, err := os.Stat(dir)
+		if err != nil || time.Since(fi.ModTime()) < time.Minute {
+			continue
+		}
+		live := false
+		for _, p := range processes() {
+			if strings.Contains(p.cmdline, dir+"/") && p.ppid != 1 {
+				live = true // a daemon whose parent (a test) still runs
+			}
+		}
+		if !live {
+			out = append(out, dir)
+		}
+	}
+	return out
+}
+
+// RemoveStale removes the left-overs of killed test processes for directories
+// /tmp/<prefix>* (see StaleDirs): it kills every process whose command line names the
+// directory — containerd daemons and their shims, with the shims' container processes
+// — unmounts everything below it (deepest first; netns pins, rootfs and volume mounts)
+// and removes it. It returns the directories it removed. Errors are ignored: what
+// cannot be removed now is retried by the next run.
+func RemoveStale(prefix string) []string {
+	dirs := StaleDirs(prefix)
+	for _, dir := range dirs {
+		for _, p := range processes() {
+			if strings.Contains(p.cmdline, dir+"/") {
+				killTree(p.pid)
+			}
+		}
+		UnmountUnder(dir)
+		_ = os.RemoveAll(dir)
+	}
+	return dirs
+}
+
+// UnmountUnder lazily unmounts every mount point below dir, deepest first.
+func UnmountUnder(dir string) {
+	data, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	var under []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+			under = append(under, f[1])
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(under)))
+	for _, m := range under {
+		_ = syscall.Unmount(m, syscall.MNT_DETACH)
+	}
+}
+
+type proc struct {
+	pid, ppid int
+	cmdline   string
+}
+
+// processes lists the host's processes with their parent and command line (arguments
+// joined by spaces).
+func processes() []proc {
+	entries, _ := os.ReadDir("/proc")
+	var out []proc
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || len(cmd) == 0 {
+			continue
+		}
+		out = append(out, proc{pid: pid, ppid: procField(pid, 4), cmdline: strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))})
+	}
+	return out
+}
+
+// procStat returns the fields of /proc/pid/stat after the command name (field 3 on).
+func procStat(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
+}
+
+// procField returns field n (1-based, as in proc(5)) of /proc/pid/stat as a number.
+func procField(pid, n int) int {
+	f := procStat(pid)
+	if len(f) < n-2 {
+		return 0
+	}
+	v, _ := strconv.Atoi(f[n-3])
+	return v
+}
+
+// procStart is the start time of process pid (field 22 of its stat), "" if it is gone:
+// with the PID it names a process even after the PID was reused.
+func procStart(pid int) string {
+	f := procStat(pid)
+	if len(f) < 20 {
+		return ""
+	}
+	return f[19]
+}
+
+// killTree SIGKILLs pid's children (a shim's container init; killing the init of a
+// PID namespace kills the whole namespace), then pid.
+func killTree(pid int) {
+	for _, p := range processes() {
+		if p.ppid == pid {
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+		}
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// shimsOf returns "pid:id" of the running shims that serve the containerd at socket.
+func shimsOf(socket string) []string {
+	var out []string
+	for _, p := range processes() {
+		if !strings.Contains(p.cmdline, "containerd-shim") || !strings.Contains(p.cmdline, "-address "+socket) {
+			continue
+		}
+		id := "?"
+		f := strings.Fields(p.cmdline)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "-id" {
+				id = f[i+1]
+			}
+		}
+		out = append(out, fmt.Sprintf("%d:%s", p.pid, id))
+	}
+	return out
+}
+
+// killShims kills the shims of the containerd at socket with their container processes.
+func killShims(socket string) {
+	for _, p := range processes() {
+		if strings.Contains(p.cmdline, "containerd-shim") && strings.Contains(p.cmdline, "-address "+socket) {
+			killTree(p.pid)
+		}
+	}
 }

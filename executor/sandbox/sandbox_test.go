@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +36,31 @@ const (
 	testHostPrt = 38471
 )
 
+// dataDirPrefix names this package's data dirs in /tmp (testenv.OwnedTempDir).
+const dataDirPrefix = "gsbx-"
+
+var removeStaleOnce sync.Once
+
+// removeStale removes what test processes of this package that were killed (a
+// timeout, a Ctrl-C) left behind, before the first test creates anything: their data
+// dirs with the netns pins in them (the pods' veths die with the namespaces), the test
+// bridge (a stale one keeps the old gateway and ports), the masquerade table and the
+// masquerade test's "outside" namespace. The package's tests run one at a time.
+func removeStale(t *testing.T) {
+	for _, d := range testenv.RemoveStale(dataDirPrefix) {
+		t.Logf("removed the left-overs of a killed run: %s", d)
+	}
+	if exec.Command("ip", "link", "show", testBridge).Run() == nil {
+		t.Logf("removing bridge %s left by an earlier run", testBridge)
+		_ = exec.Command("ip", "link", "del", testBridge).Run()
+	}
+	if exec.Command("nft", "list", "table", "inet", testNATTbl).Run() == nil {
+		t.Logf("removing nftables table inet %s left by an earlier run", testNATTbl)
+		_ = exec.Command("nft", "delete", "table", "inet", testNATTbl).Run()
+	}
+	_ = exec.Command("ip", "netns", "del", outsideNS).Run()
+}
+
 type env struct {
 	t       *testing.T
 	dataDir string
@@ -42,7 +68,7 @@ type env struct {
 	m       *sandbox.Manager
 }
 
-// newEnv returns a Manager on the test network with a data dir under t.TempDir(). At the
+// newEnv returns a Manager on the test network with a data dir of its own. At the
 // end of the test it tears down every sandbox still on disk, deletes the bridge and checks
 // that no netns pin, lease or CNI cache entry is left.
 func newEnv(t *testing.T, extra ...sandbox.Option) *env {
@@ -51,7 +77,15 @@ func newEnv(t *testing.T, extra ...sandbox.Option) *env {
 	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
 		testenv.Require(t, false, "CNI plugins in /usr/lib/cni (make deps installs them)")
 	}
-	e := &env{t: t, dataDir: t.TempDir()}
+	removeStaleOnce.Do(func() { removeStale(t) })
+	// An owned dir (not t.TempDir): a rerun after this process was killed finds it
+	// stale and removes it with the netns pins mounted in it.
+	dataDir, err := testenv.OwnedTempDir(dataDirPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dataDir) })
+	e := &env{t: t, dataDir: dataDir}
 	e.opts = append([]sandbox.Option{
 		sandbox.WithDataDir(e.dataDir),
 		sandbox.WithNetwork(testNetwork, testBridge),
