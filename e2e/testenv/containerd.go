@@ -450,11 +450,12 @@ func procField(pid, n int) int {
 	return v
 }
 
-// procStart is the start time of process pid (field 22 of its stat), "" if it is gone:
-// with the PID it names a process even after the PID was reused.
+// procStart is the start time of process pid (field 22 of its stat), "" if it is gone
+// or a zombie (killed, not yet reaped): with the PID it names a process even after the
+// PID was reused.
 func procStart(pid int) string {
 	f := procStat(pid)
-	if len(f) < 20 {
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
 		return ""
 	}
 	return f[19]
