@@ -53,8 +53,11 @@ type DNS struct {
 
 	mu      sync.Mutex
 	servers []*dns.Server
-	udp     []net.Addr
-	tcp     []net.Addr
+	// udpServers serve the UDP sockets of specific addresses (dnsudp.go); those of
+	// unspecified addresses are among servers.
+	udpServers []*udpServer
+	udp        []net.Addr
+	tcp        []net.Addr
 }
 
 // DNSOption configures a DNS server.
@@ -149,7 +152,13 @@ func (d *DNS) Start(ctx context.Context) error {
 			return fmt.Errorf("DNS listen on %s: %w", a, err)
 		}
 		d.udp, d.tcp = append(d.udp, pc.LocalAddr()), append(d.tcp, l.Addr())
-		for _, s := range []*dns.Server{{PacketConn: pc, Handler: d}, {Listener: l, Handler: d}} {
+		servers := []*dns.Server{{Listener: l, Handler: d}}
+		if netip.MustParseAddrPort(a).Addr().IsUnspecified() {
+			servers = append(servers, &dns.Server{PacketConn: pc, Handler: d})
+		} else {
+			d.udpServers = append(d.udpServers, d.serveUDP(pc))
+		}
+		for _, s := range servers {
 			started := make(chan struct{})
 			s.NotifyStartedFunc = func() { close(started) }
 			d.servers = append(d.servers, s)
@@ -234,44 +243,53 @@ func (d *DNS) closeLocked() error {
 			errs = append(errs, err)
 		}
 	}
-	d.servers, d.udp, d.tcp = nil, nil, nil
+	for _, s := range d.udpServers {
+		if err := s.close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	d.servers, d.udpServers, d.udp, d.tcp = nil, nil, nil, nil
 	return errors.Join(errs...)
 }
 
 // ServeDNS answers one query: cluster names (and PTRs of known VIPs and pod IPs)
-// from the zone, the rest through the upstreams.
+// from the zone, the rest through the upstreams. It serves TCP, and UDP on
+// unspecified addresses; other UDP sockets are served by dnsudp.go.
 func (d *DNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	m := d.answerLocal(r)
+	if m == nil {
+		m = d.forward(r, w.RemoteAddr().Network())
+	}
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		truncateUDP(r, m)
+	}
+	_ = w.WriteMsg(m)
+}
+
+// answerLocal answers r from the zone (FORMERR unless r is a query with one
+// question), or returns nil when r's name is to be forwarded.
+func (d *DNS) answerLocal(r *dns.Msg) *dns.Msg {
 	if len(r.Question) != 1 || r.Opcode != dns.OpcodeQuery {
 		m := new(dns.Msg)
 		m.SetRcode(r, dns.RcodeFormatError)
-		_ = w.WriteMsg(m)
-		return
+		return m
 	}
 	q := r.Question[0]
 	name := strings.ToLower(q.Name)
 	z := d.zone.Load()
-	var m *dns.Msg
 	switch {
 	case q.Qclass == dns.ClassINET && dns.IsSubDomain(z.domain, name):
-		m = d.answerCluster(r, z, name, q.Qtype)
+		return d.answerCluster(r, z, name, q.Qtype)
 	case q.Qclass == dns.ClassINET && q.Qtype == dns.TypePTR && z.ptr[name] != nil:
-		m = new(dns.Msg)
+		m := new(dns.Msg)
 		m.SetReply(r)
 		m.Authoritative = true
 		for _, target := range z.ptr[name] {
 			m.Answer = append(m.Answer, &dns.PTR{Hdr: d.hdr(q.Name, dns.TypePTR), Ptr: target})
 		}
-	default:
-		m = d.forward(r, w.RemoteAddr().Network())
+		return m
 	}
-	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
-		size := dns.MinMsgSize
-		if opt := r.IsEdns0(); opt != nil {
-			size = int(opt.UDPSize())
-		}
-		m.Truncate(size)
-	}
-	_ = w.WriteMsg(m)
+	return nil
 }
 
 func (d *DNS) hdr(name string, t uint16) dns.RR_Header {
