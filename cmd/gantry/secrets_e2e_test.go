@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 
 	"gantry.io/gantry/controlplane/agentclient"
@@ -479,4 +480,27 @@ func leakForms(values []string) []string {
 			base64.URLEncoding.EncodeToString(b), base64.RawURLEncoding.EncodeToString(b))
 	}
 	return out
+}
+
+// TestVaultCredentialsDirFlag: --vault-credentials-dir defaults to DATA-DIR/credentials
+// for both up and server, and an explicit value wins.
+func TestVaultCredentialsDirFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--data-dir", "/srv/g"}, "/srv/g/credentials"},
+		{nil, "/var/lib/gantry/credentials"},
+		{[]string{"--data-dir", "/srv/g", "--vault-credentials-dir", "/etc/gantry/vault"}, "/etc/gantry/vault"},
+	} {
+		var f serverFlags
+		cmd := &cobra.Command{Use: "server"}
+		f.add(cmd, "/var/lib/gantry", "127.0.0.1:0")
+		if err := cmd.ParseFlags(tc.args); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if got := f.credentialsDir(); got != tc.want {
+			t.Errorf("%v: credentials dir %q, want %q", tc.args, got, tc.want)
+		}
+	}
 }
