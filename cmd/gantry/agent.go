@@ -54,6 +54,7 @@ type agentFlags struct {
 	server       string
 	joinToken    string
 	listen       string
+	net          netFlags
 }
 
 func newAgentCmd() *cobra.Command {
@@ -113,6 +114,7 @@ reports their status.`,
 	fl.StringVar(&f.joinToken, "join-token", "", "join token (K10…); needed only until the node holds its certificate")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "address of the agent endpoint the server reaches for logs and exec")
 	fl.StringSliceVar(&f.noMasq, "non-masquerade-cidr", nil, "destination range pods reach with their own address (other nodes' pod ranges; repeatable)")
+	f.net.add(cmd)
 	return cmd
 }
 

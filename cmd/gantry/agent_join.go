@@ -33,6 +33,9 @@ func runJoinedAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 		bridge:     f.bridge,
 		cniBinDir:  f.cniBinDir,
 		logger:     logger,
+
+		serviceTable: f.net.serviceTable,
+		dnsUpstreams: f.net.dnsUpstreams,
 	})
 	if err != nil {
 		return fmt.Errorf("agent: join %s as node %q: %w", f.server, name, err)

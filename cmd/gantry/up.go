@@ -40,6 +40,10 @@ type nodeAgentConfig struct {
 	bridge     string
 	cniBinDir  string
 	logger     *slog.Logger
+	// serviceTable is the nftables table of service VIPs ("" netsvc's default);
+	// dnsUpstreams the resolvers the node's DNS forwards to (nil: /etc/resolv.conf).
+	serviceTable string
+	dnsUpstreams []string
 }
 
 // nodeAgent is a running agent: the control plane client and the executor it feeds.
@@ -47,11 +51,25 @@ type nodeAgent struct {
 	agent *agentclient.Agent
 	exec  *executor.Executor
 	creds *agentclient.Credentials
+	// net is the node's service networking, fed by the network watch that netStop
+	// ends (netDone closes when it has).
+	net     *netAgent
+	netStop context.CancelFunc
+	netDone chan struct{}
 }
 
 // Close stops the agent and the executor; containers keep running and are adopted by
 // the next start.
 func (n *nodeAgent) Close() {
+	if n.netStop != nil {
+		n.netStop()
+		<-n.netDone
+		n.netStop = nil
+	}
+	if n.net != nil {
+		n.net.Close() // rules and routes stay for the next start
+		n.net = nil
+	}
 	if n.agent != nil {
 		n.agent.Close()
 	}
@@ -86,9 +104,19 @@ func startNodeAgent(ctx context.Context, c nodeAgentConfig) (*nodeAgent, error) 
 		return nil, fmt.Errorf("%s holds the certificate of node %q, not %q: remove it to join anew: %w", credDir, creds.NodeName, c.nodeName, api.ErrFailedPrecondition)
 	}
 	v4, v6 := splitCIDRs(creds.PodCIDRs)
+	// Service VIPs, DNS and pod routes: nftables unusable → the agent refuses to start.
+	na, err := newNetAgent(netAgentConfig{nodeName: creds.NodeName, podCIDRs: creds.PodCIDRs,
+		table: c.serviceTable, upstreams: c.dnsUpstreams, logger: c.logger})
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", creds.NodeName, err)
+	}
+	if err := na.Start(ctx); err != nil {
+		na.Close()
+		return nil, fmt.Errorf("node %s: %w", creds.NodeName, err)
+	}
 	sb := sandbox.New(sandbox.WithDataDir(filepath.Join(c.dataDir, "sandbox")), sandbox.WithCNIBinDir(c.cniBinDir),
-		sandbox.WithNetwork("", c.bridge), sandbox.WithSubnets(v4, v6))
-	n := &nodeAgent{creds: creds}
+		sandbox.WithNetwork("", c.bridge), sandbox.WithSubnets(v4, v6), sandbox.WithResolvConfFunc(na.ResolvConf))
+	n := &nodeAgent{creds: creds, net: na}
 	ev := &eventForwarder{seen: map[string]time.Time{}}
 	// Both objects exist before either starts, so the status sink always has an agent.
 	var agent *agentclient.Agent
@@ -134,12 +162,21 @@ func startNodeAgent(ctx context.Context, c nodeAgentConfig) (*nodeAgent, error) 
 	n.agent = agent
 	if err := n.exec.Start(ctx); err != nil {
 		n.exec.Close()
+		na.Close()
 		return nil, fmt.Errorf("executor: %w", err)
 	}
 	if err := agent.Start(ctx); err != nil {
 		n.Close()
 		return nil, err
 	}
+	wctx, stop := context.WithCancel(ctx)
+	n.netStop, n.netDone = stop, make(chan struct{})
+	go func() {
+		defer close(n.netDone)
+		agent.WatchNetwork(wctx, func(nw agentclient.Network) {
+			na.Apply(netUpdate{Revision: nw.Revision, Services: nw.Services, Nodes: nw.Nodes, ClusterDomain: nw.ClusterDomain})
+		})
+	}()
 	return n, nil
 }
 
@@ -309,6 +346,7 @@ type upFlags struct {
 	bridge      string
 	cniBinDir   string
 	imports     []string
+	net         netFlags
 }
 
 func newUpCmd() *cobra.Command {
@@ -342,6 +380,7 @@ them without restarting them.`,
 	fl.StringVar(&f.bridge, "bridge", sandbox.DefaultBridge, "Linux bridge the pods are attached to")
 	fl.StringVar(&f.cniBinDir, "cni-bin-dir", sandbox.DefaultCNIBinDir, "directory of the CNI plugins")
 	fl.StringSliceVar(&f.imports, "import", nil, "OCI image archives to load into containerd at start (air-gapped nodes, demos)")
+	f.net.add(cmd)
 	return cmd
 }
 
@@ -378,6 +417,7 @@ func runUp(ctx context.Context, f upFlags, stderr io.Writer) error {
 		server: cp.server.URL(), joinToken: cp.server.JoinToken().String(), nodeName: f.nodeName,
 		dataDir: f.dataDir, containerd: socket, namespace: f.namespace, listen: f.agentListen,
 		bridge: f.bridge, cniBinDir: f.cniBinDir, logger: logger,
+		serviceTable: f.net.serviceTable, dnsUpstreams: f.net.dnsUpstreams,
 	})
 	if err != nil {
 		return err
