@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,11 +24,12 @@ import (
 	"gantry.io/gantry/controlplane/agentclient"
 	"gantry.io/gantry/manifest"
 	"gantry.io/gantry/netsvc"
-	"gantry.io/gantry/store"
 )
 
 // desiredSource plays the reconciler's Desired: the test swaps the applied revision.
-type desiredSource struct{ p atomic.Pointer[manifest.Desired] }
+type desiredSource struct {
+	p atomic.Pointer[manifest.Desired]
+}
 
 func (d *desiredSource) get() *manifest.Desired { return d.p.Load() }
 
@@ -271,6 +275,47 @@ func TestServicesNetworkFeed(t *testing.T) {
 		return nil
 	})
 
+	// Only changed endpoints are written: db's slice stays at its version while
+	// web's endpoints change (every round recomputes both).
+	dbSlice, err := e.st.EndpointSlices().Get(ctx, "default", "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// web-2's node is lost, then web-2 terminates: not serving either way.
+	if _, err := e.st.Pods().GuaranteedUpdate(ctx, "default", "web-2", func(p *corev1.Pod) error {
+		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: api.PodConditionNodeLost, Status: corev1.ConditionTrue})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got.wait(t, "web-2 on a lost node", func(n agentclient.Network) error {
+		_, eps, _ := findService(n, "web")
+		if s := serving(eps, "http"); s != "" {
+			return fmt.Errorf("web serves %q", s)
+		}
+		return nil
+	})
+	if _, err := e.st.Pods().GuaranteedUpdate(ctx, "default", "web-2", func(p *corev1.Pod) error {
+		p.Status.Conditions = p.Status.Conditions[:1]
+		now := metav1.Now()
+		p.DeletionTimestamp = &now
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got.wait(t, "web-2 terminating", func(n agentclient.Network) error {
+		_, eps, _ := findService(n, "web")
+		for _, e := range eps {
+			if e.PodName == "web-2" && e.Ready && e.Terminating && !e.Serving() {
+				return nil
+			}
+		}
+		return fmt.Errorf("web-2 not listed as ready+terminating: %+v", eps)
+	})
+	if again, err := e.st.EndpointSlices().Get(ctx, "default", "db"); err != nil || again.ResourceVersion != dbSlice.ResourceVersion {
+		t.Errorf("db's unchanged endpoints were rewritten: version %s → %v (%v)", dbSlice.ResourceVersion, again, err)
+	}
+
 	// A service leaving git leaves the Network; its VIP is freed.
 	src.load(t, map[string]string{"svc.yaml": strings.Split(servicesYAML, "---\n")[0]})
 	got.wait(t, "only web left", func(n agentclient.Network) error {
@@ -354,5 +399,110 @@ spec:
 		}
 		return nil
 	})
-	var _ = store.KindService
+}
+
+// breakingProxy forwards TCP connections on 127.0.0.1 to the server and can cut
+// them all, as a network failure would.
+type breakingProxy struct {
+	ln       net.Listener
+	mu       sync.Mutex
+	conns    []net.Conn
+	accepted int
+}
+
+func newBreakingProxy(t *testing.T, target string) *breakingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &breakingProxy{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.accepted++
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	return p
+}
+
+func (p *breakingProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *breakingProxy) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepted
+}
+
+// TestWatchNetworkReconnects: the feed's connection is cut; WatchNetwork
+// reconnects and delivers the change made meanwhile.
+func TestWatchNetworkReconnects(t *testing.T) {
+	var src desiredSource
+	src.load(t, map[string]string{"svc.yaml": strings.Split(servicesYAML, "---\n")[0]})
+	e := startServer(t, controlplane.WithServiceSource(src.get))
+	ctx := context.Background()
+	if _, err := e.st.Pods().Create(ctx, servicePod("web-1", "web", "n1", false, "10.244.0.5")); err != nil {
+		t.Fatal(err)
+	}
+	proxy := newBreakingProxy(t, strings.TrimPrefix(e.srv.URL(), "https://"))
+	a := agentclient.New("https://"+proxy.ln.Addr().String(), e.join(t, "n1"), agentclient.WithListen("127.0.0.1:0"),
+		agentclient.WithHeartbeat(time.Hour), agentclient.WithLogger(quiet))
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	var got networks
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); a.WatchNetwork(wctx, got.add) }()
+	t.Cleanup(func() { cancel(); <-done })
+	got.wait(t, "web without serving endpoints", func(n agentclient.Network) error {
+		_, eps, err := findService(n, "web")
+		if err != nil {
+			return err
+		}
+		if len(eps) != 1 || eps[0].Serving() {
+			return fmt.Errorf("endpoints %+v", eps)
+		}
+		return nil
+	})
+	before := proxy.count()
+	proxy.cut()
+	if _, err := e.st.Pods().GuaranteedUpdate(ctx, "default", "web-1", func(p *corev1.Pod) error {
+		p.Status.Conditions[0].Status = corev1.ConditionTrue
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got.wait(t, "web-1 ready after the reconnect", func(n agentclient.Network) error {
+		_, eps, _ := findService(n, "web")
+		if s := serving(eps, "http"); s != "10.244.0.5=8080" {
+			return fmt.Errorf("web serves %q", s)
+		}
+		return nil
+	})
+	if proxy.count() <= before {
+		t.Errorf("no new connection after the cut (%d before, %d after)", before, proxy.count())
+	}
 }
