@@ -118,6 +118,29 @@ func TestSimulate(t *testing.T) {
 			t.Fatalf("the stalled surge pod should be reported: %+v", p)
 		}
 	})
+	t.Run("preemption", func(t *testing.T) {
+		batch := plannertest.Deployment("batch").Replicas(4).Image("batch:1").Requests("1", "1Gi").Obj()
+		in := converged(t, plannertest.Desired(batch), nodes()...)
+		api := plannertest.Deployment("api").Replicas(1).Image("api:1").Pod(func(p *plannertest.PodSpecBuilder) {
+			p.Requests("1", "1Gi").PriorityClass("high")
+		}).Obj()
+		in.Desired = plannertest.Desired(batch.DeepCopy(), api)
+		p := Simulate(in, 0)
+		if len(p.Preempted) != 1 || p.Preempted[0].For != "deployment/default/api" || p.Preempted[0].ForPriority != 1000 || p.Preempted[0].Priority != 0 {
+			t.Fatalf("preempted: %+v", p.Preempted)
+		}
+		if d := cmp.Diff(map[string]app{"deployment/default/api": {Pods: 1}, "deployment/default/batch": {Stopped: 1}}, summary(p)); d != "" {
+			t.Fatalf("apps (-want +got):\n%s", d)
+		}
+		// The evicted batch pod is wanted again and fits nowhere: the plan says so.
+		if p.Fits() || p.Unplaceable[0].App != "deployment/default/batch" {
+			t.Fatalf("unplaceable: %+v", p.Unplaceable)
+		}
+		text := Report{Base: "b", Head: "h", Placement: p}.Text()
+		if !strings.Contains(text, "preempts pod default/batch-") || !strings.Contains(text, "for deployment/default/api (priority 1000)") {
+			t.Fatalf("text:\n%s", text)
+		}
+	})
 	t.Run("the input is not modified", func(t *testing.T) {
 		in := withHead(web("app:2", 3))
 		before := len(in.Observed)
