@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ var simNow = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
 // converged runs the planner on desired until its plan is empty, every placed pod
 // Ready, and returns the cluster: the Input a live plan would start from.
-func converged(t *testing.T, desired *manifest.Desired, nodes ...*corev1.Node) planner.Input {
+func converged(t testing.TB, desired *manifest.Desired, nodes ...*corev1.Node) planner.Input {
 	t.Helper()
 	in := planner.Input{Desired: desired, Nodes: nodes, Now: simNow, Seed: 7, Apps: map[string]planner.AppState{}}
 	for round := 0; ; round++ {
@@ -156,4 +157,58 @@ func TestSimulate(t *testing.T) {
 			t.Fatalf("rounds %d unsettled %v", p.Rounds, p.Unsettled)
 		}
 	})
+}
+
+// thousandApps is a converged cluster of 1,000 Deployments of 3 replicas on 100
+// nodes, with app0417's image changed in Desired.
+func thousandApps(tb testing.TB) planner.Input {
+	var deps []any
+	for i := range 1000 {
+		deps = append(deps, plannertest.Deployment(fmt.Sprintf("app%04d", i)).Replicas(3).Image("app:1").Requests("100m", "128Mi").Obj())
+	}
+	var nodes []*corev1.Node
+	for i := range 100 {
+		nodes = append(nodes, plannertest.Node(fmt.Sprintf("n%03d", i)).CPU("64").Mem("256Gi").Obj())
+	}
+	in := converged(tb, plannertest.Desired(deps...), nodes...)
+	head := plannertest.Desired(deps...)
+	for i, d := range head.Deployments {
+		if d.Name == "app0417" {
+			d = d.DeepCopy()
+			d.Spec.Template.Spec.Containers[0].Image = "app:2"
+			head.Deployments[i] = d
+		}
+	}
+	in.Desired = head
+	return in
+}
+
+// TestSimulateOneOfThousand: the live plan of a commit that changes 1 of 1,000
+// apps places, restarts and stops pods of that app only.
+func TestSimulateOneOfThousand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,000 apps: a few seconds")
+	}
+	p := Simulate(thousandApps(t), 0)
+	want := []AppPlacement{{App: "deployment/default/app0417", Pods: 3, Restarts: 3}}
+	got := p.Apps
+	for i := range got {
+		got[i].Nodes = nil
+	}
+	if d := cmp.Diff(want, got); d != "" || p.Running != 3000 || !p.Fits() || p.Unsettled || len(p.Preempted) > 0 {
+		t.Fatalf("apps (-want +got):\n%s\n%+v", d, p)
+	}
+}
+
+// BenchmarkSimulateOneOfThousand times the live placement of that commit: every
+// round of the simulated rollout is a planner.Compute over 3,000 pods.
+func BenchmarkSimulateOneOfThousand(b *testing.B) {
+	in := thousandApps(b)
+	b.ResetTimer()
+	rounds := 0
+	for range b.N {
+		rounds = Simulate(in, 0).Rounds
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/plan")
+	b.ReportMetric(float64(rounds), "rounds")
 }
