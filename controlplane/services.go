@@ -136,7 +136,10 @@ func (c *servicesController) run(ctx context.Context, url string) {
 }
 
 func (c *servicesController) lead(ctx context.Context) {
+	watching := make(chan struct{})
+	defer func() { <-watching }()
 	go func() {
+		defer close(watching)
 		for ctx.Err() == nil {
 			ch, err := c.st.Pods().Watch(ctx, "", store.WatchOptions{})
 			if err != nil {

@@ -64,27 +64,39 @@ func (h *networkHub) markDirty() {
 
 // run follows the store until ctx ends.
 func (h *networkHub) run(ctx context.Context) {
-	go followKind(ctx, h, h.st.Services(), func(o *corev1.Service) bool {
-		k := o.Namespace + "/" + o.Name
-		if o.DeletionTimestamp != nil {
-			delete(h.services, k)
-		} else {
-			h.services[k] = o
-		}
-		return true
-	}, func(o *corev1.Service) bool { delete(h.services, o.Namespace+"/"+o.Name); return true }, func() { clear(h.services) })
-	go followKind(ctx, h, h.st.EndpointSlices(), func(o *store.EndpointSlice) bool {
-		h.slices[o.Namespace+"/"+o.Name] = o
-		return true
-	}, func(o *store.EndpointSlice) bool { delete(h.slices, o.Namespace+"/"+o.Name); return true }, func() { clear(h.slices) })
-	go followKind(ctx, h, h.st.Nodes(), func(o *corev1.Node) bool {
-		n := nodeNetwork(o)
-		if old, ok := h.nodes[o.Name]; ok && reflect.DeepEqual(old, n) {
-			return false // a heartbeat
-		}
-		h.nodes[o.Name] = n
-		return true
-	}, func(o *corev1.Node) bool { delete(h.nodes, o.Name); return true }, func() { clear(h.nodes) })
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		followKind(ctx, h, h.st.Services(), func(o *corev1.Service) bool {
+			k := o.Namespace + "/" + o.Name
+			if o.DeletionTimestamp != nil {
+				delete(h.services, k)
+			} else {
+				h.services[k] = o
+			}
+			return true
+		}, func(o *corev1.Service) bool { delete(h.services, o.Namespace+"/"+o.Name); return true }, func() { clear(h.services) })
+	}()
+	go func() {
+		defer wg.Done()
+		followKind(ctx, h, h.st.EndpointSlices(), func(o *store.EndpointSlice) bool {
+			h.slices[o.Namespace+"/"+o.Name] = o
+			return true
+		}, func(o *store.EndpointSlice) bool { delete(h.slices, o.Namespace+"/"+o.Name); return true }, func() { clear(h.slices) })
+	}()
+	go func() {
+		defer wg.Done()
+		followKind(ctx, h, h.st.Nodes(), func(o *corev1.Node) bool {
+			n := nodeNetwork(o)
+			if old, ok := h.nodes[o.Name]; ok && reflect.DeepEqual(old, n) {
+				return false // a heartbeat
+			}
+			h.nodes[o.Name] = n
+			return true
+		}, func(o *corev1.Node) bool { delete(h.nodes, o.Name); return true }, func() { clear(h.nodes) })
+	}()
 	for {
 		select {
 		case <-ctx.Done():
