@@ -75,9 +75,12 @@ func BenchmarkDNSvsCoreDNS(b *testing.B) {
 			b.Fatalf("gantry and %s: %v", s.name, err)
 		}
 	}
+	// The benchmark's log keeps 10 lines: per-round figures go to stderr as progress.
+	info := "servers:"
 	for _, s := range servers {
-		b.Logf("%s on %s: reply to an A query %d bytes", s.name, s.addr, replySize(b, s.addr, questions[0]))
+		info += fmt.Sprintf(" %s on %s (A reply %d bytes)", s.name, s.addr, replySize(b, s.addr, questions[0]))
 	}
+	b.Log(info)
 
 	spec := loadSpec{queries: queries, clients: *dnsBenchClients, duration: *dnsBenchRound, timeout: 2 * time.Second}
 	ctx := context.Background()
@@ -115,9 +118,7 @@ func BenchmarkDNSvsCoreDNS(b *testing.B) {
 				}
 				s.cpu += cpu1 - cpu0
 				s.total.merge(res)
-				b.Logf("round %d %-13s %8.0f answers/s  p50 %6.0f µs  p99 %6.0f µs  server CPU %5.1f µs/answer  wrong %d  timeouts %d",
-					r+1, s.name, res.qps(), us(res.quantile(0.50)), us(res.quantile(0.99)),
-					us(cpu1-cpu0)/float64(max(res.answers, 1)), res.wrong, res.timeouts)
+				fmt.Fprintf(os.Stderr, "round %d %s\n", r+1, s.line(res, cpu1-cpu0))
 			}
 		}
 	}
@@ -125,21 +126,24 @@ func BenchmarkDNSvsCoreDNS(b *testing.B) {
 	load1 := loadAvg()
 	for _, s := range servers {
 		t := s.total
+		b.Log("total   " + s.line(t, s.cpu))
 		if t.wrong > 0 {
 			b.Errorf("%s: %d wrong replies", s.name, t.wrong)
 		}
 		b.ReportMetric(t.qps(), s.name+"-qps")
 		b.ReportMetric(us(t.quantile(0.50)), s.name+"-p50-µs")
 		b.ReportMetric(us(t.quantile(0.99)), s.name+"-p99-µs")
-		b.ReportMetric(us(s.cpu)/float64(max(t.answers, 1)), s.name+"-cpu-µs/answer")
+		b.ReportMetric(s.cpuPerAnswer(), s.name+"-cpu-µs/answer")
 		b.ReportMetric(float64(t.timeouts), s.name+"-timeouts")
 	}
 	summary := fmt.Sprintf("total over %d rounds of %v, %d clients, %d services (A+AAAA): gantry %.0f answers/s",
 		*dnsBenchRounds, *dnsBenchRound, *dnsBenchClients, dnsBenchServices, gantry.total.qps())
 	for _, s := range servers[1:] {
 		ratio := gantry.total.qps() / s.total.qps()
+		cpuRatio := s.cpuPerAnswer() / gantry.cpuPerAnswer()
 		b.ReportMetric(ratio, "ratio-"+strings.TrimPrefix(s.name, "coredns-"))
-		summary += fmt.Sprintf(", %s %.0f (ratio %.2f)", s.name, s.total.qps(), ratio)
+		b.ReportMetric(cpuRatio, "cpu-ratio-"+strings.TrimPrefix(s.name, "coredns-"))
+		summary += fmt.Sprintf(", %s %.0f (ratio %.2f; CPU per answer %.2f× gantry's)", s.name, s.total.qps(), ratio, cpuRatio)
 	}
 	b.Logf("%s; load average %s → %s", summary, load0, load1)
 }
@@ -163,6 +167,16 @@ type benchServer struct {
 	pid   int
 	total loadResult
 	cpu   time.Duration
+}
+
+// cpuPerAnswer is the server's CPU time per good answer over all rounds, in µs.
+func (s *benchServer) cpuPerAnswer() float64 { return us(s.cpu) / float64(max(s.total.answers, 1)) }
+
+// line renders res, measured with cpu of server time, as one line.
+func (s *benchServer) line(res loadResult, cpu time.Duration) string {
+	return fmt.Sprintf("%-13s %8.0f answers/s  p50 %6.0f µs  p99 %6.0f µs  server CPU %5.1f µs/answer  wrong %d  timeouts %d",
+		s.name, res.qps(), us(res.quantile(0.50)), us(res.quantile(0.99)),
+		us(cpu)/float64(max(res.answers, 1)), res.wrong, res.timeouts)
 }
 
 // dnsBenchState is n dual-stack ClusterIP services svc-<i> in namespace bench, VIPs
