@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"gantry.io/gantry/controlplane"
 	"gantry.io/gantry/controlplane/apiclient"
 	"gantry.io/gantry/e2e/testenv"
+	"gantry.io/gantry/manifest"
 	"gantry.io/gantry/planner"
 	"gantry.io/gantry/store"
 	gitsync "gantry.io/gantry/sync"
@@ -73,6 +75,10 @@ spec:
         requests: {cpu: "1", memory: 64Gi}
 `
 
+func plainSecret(password string) string {
+	return "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: " + password + "\n"
+}
+
 // onlineCluster is a real control plane (embedded etcd, HTTPS on 127.0.0.1, the
 // reconcile loop on a git daemon repository) with two nodes of 2 CPUs and 4Gi. No
 // agent runs: the test plays the agents and marks placed pods Running and Ready.
@@ -89,7 +95,8 @@ func startOnlineCluster(t *testing.T) *onlineCluster {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	git := testenv.StartGitDaemon(t)
 	repo := git.NewRepo(t, "app")
-	repo.Commit(t, map[string]string{"deploy/web.yaml": webDeployment("gantry.test/echo:v1", 2), "deploy/config.yaml": webConfig}, "web v1")
+	repo.Commit(t, map[string]string{"deploy/web.yaml": webDeployment("gantry.test/echo:v1", 2), "deploy/config.yaml": webConfig,
+		"deploy/secret.yaml": plainSecret("base-value-4b1d")}, "web v1")
 	repo.Push(t)
 
 	dir := t.TempDir()
@@ -116,7 +123,10 @@ func startOnlineCluster(t *testing.T) *onlineCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syncer.Close() })
-	rec = controlplane.NewReconciler(st, syncer, controlplane.WithReconcileLogger(quiet), controlplane.WithResync(time.Second))
+	// The server accepts plain Secrets, so the test can check their values never
+	// reach a plan.
+	rec = controlplane.NewReconciler(st, syncer, controlplane.WithReconcileLogger(quiet), controlplane.WithResync(time.Second),
+		controlplane.WithManifestOptions(manifest.WithAllowPlainSecrets(true)))
 	c := &onlineCluster{st: st, repo: repo, config: filepath.Join(dir, "config")}
 	c.srv = controlplane.New(st, controlplane.WithDataDir(filepath.Join(dir, "data")), controlplane.WithListen("127.0.0.1:0"),
 		controlplane.WithClientConfigPath(c.config), controlplane.WithLogger(quiet),
@@ -199,6 +209,8 @@ func TestPlanOnline(t *testing.T) {
 	repo.Commit(t, map[string]string{"deploy/big.yaml": bigPod}, "a pod too large for any node")
 	repo.Git(t, "checkout", "-q", "-b", "config", "main")
 	repo.Commit(t, map[string]string{"deploy/config.yaml": strings.Replace(webConfig, "hello", "bonjour", 1)}, "greeting")
+	repo.Git(t, "checkout", "-q", "-b", "secret", "main")
+	repo.Commit(t, map[string]string{"deploy/secret.yaml": plainSecret("head-value-9c2e")}, "new password")
 	repo.Git(t, "checkout", "-q", "-b", "invalid", "main")
 	repo.Commit(t, map[string]string{"deploy/broken.yaml": "kind: Deployment\nmetadata: [\n"}, "broken")
 	repo.Git(t, "checkout", "-q", "main")
@@ -283,6 +295,19 @@ func TestPlanOnline(t *testing.T) {
 		if code != 1 || !strings.Contains(out, "`pod/default/big`: 1 pod: 0/2 nodes fit: 2 insufficient memory (needs 64Gi") ||
 			!strings.Contains(out, "1 created, 0 changed, 0 deleted; does not fit") {
 			t.Fatalf("exit %d, want 1 with the reason:\n%s", code, out)
+		}
+	})
+	t.Run("secret values never appear", func(t *testing.T) {
+		for _, format := range []string{"text", "markdown", "json"} {
+			out, code := plan("--server", url, "--repo", repo.Dir, "--head", "secret", "--path", "deploy", "--format", format)
+			if code != 2 || !strings.Contains(out, "stringData.password") || !strings.Contains(out, "(secret sha256:") {
+				t.Fatalf("%s: exit %d, want 2 and the key with a fingerprint:\n%s", format, code, out)
+			}
+			for _, v := range []string{"base-value-4b1d", "head-value-9c2e"} {
+				if strings.Contains(out, v) || strings.Contains(out, base64.StdEncoding.EncodeToString([]byte(v))) {
+					t.Errorf("%s output shows the secret value %s:\n%s", format, v, out)
+				}
+			}
 		}
 	})
 	t.Run("invalid head", func(t *testing.T) {
