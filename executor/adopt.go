@@ -20,6 +20,13 @@ import (
 // containers count as done. With another spec hash the old containers and sandbox are
 // removed first: the pod is replaced.
 func (w *podWorker) adoptContainers(ctx context.Context) {
+	if w.adoptTerminal() {
+		for _, ctr := range w.adopt {
+			w.e.deleteContainer(ctx, ctr)
+		}
+		w.adopt = nil
+		return
+	}
 	if len(w.adopt) == 0 {
 		return
 	}
@@ -240,4 +247,57 @@ func (e *Executor) CollectGarbage(ctx context.Context) {
 			_ = os.RemoveAll(e.podDir(uid))
 		}
 	}
+}
+
+// adoptTerminal keeps a pod that had finished before this agent started finished:
+// a pod whose reported phase is Succeeded or Failed never runs again (terminal
+// phases are final, as in Kubernetes), so a finished Job pod is not run a second
+// time after a restart (its containers were deleted when they exited, so there is
+// nothing to adopt). The containers' reported terminated states are restored as
+// final; the pod's log files stay (the pod is still assigned). Reports whether
+// the pod was terminal.
+func (w *podWorker) adoptTerminal() bool {
+	p := w.pod()
+	phase := p.Pod.Status.Phase
+	if phase != corev1.PodSucceeded && phase != corev1.PodFailed {
+		return false
+	}
+	reported := map[string]corev1.ContainerStatus{}
+	for _, cs := range p.Pod.Status.InitContainerStatuses {
+		reported["init/"+cs.Name] = cs
+	}
+	for _, cs := range p.Pod.Status.ContainerStatuses {
+		reported[cs.Name] = cs
+	}
+	restore := func(name string, init bool) {
+		key := name
+		if init {
+			key = "init/" + name
+		}
+		st := w.state(name, init)
+		cs := reported[key]
+		st.restarts = cs.RestartCount
+		st.final = true
+		if t := cs.State.Terminated; t != nil {
+			term := *t
+			st.term = &term
+		} else {
+			code := int32(0)
+			if phase == corev1.PodFailed {
+				code = 1
+			}
+			st.term = &corev1.ContainerStateTerminated{ExitCode: code, Reason: "Unknown",
+				Message: "the pod had finished before the agent restarted"}
+		}
+		st.started = st.term.StartedAt.Time
+		st.succeeded = init && st.term.ExitCode == 0
+	}
+	for i := range p.Pod.Spec.InitContainers {
+		restore(p.Pod.Spec.InitContainers[i].Name, true)
+	}
+	for i := range p.Pod.Spec.Containers {
+		restore(p.Pod.Spec.Containers[i].Name, false)
+	}
+	w.initDone = true
+	return true
 }
