@@ -360,3 +360,127 @@ func TestNetAgentInNetNS(t *testing.T) {
 		return nil
 	})
 }
+
+// TestNetAgentCrossNode: three nodes as network namespaces on one bridge, each with
+// its pod bridge and pods (namespaces on veths, as the CNI bridge plugin makes them)
+// and the agent's service networking (Proxy, DNS, Routes) fed the same Network. From
+// a pod on node 1: pod-to-pod to node 3 and pod-to-VIP to endpoints on nodes 2 and 3,
+// over IPv4 and IPv6; a VIP whose endpoint is a pod on node 1's own bridge
+// (br_netfilter); DNS through node 1's gateway; once node 3 leaves, its pods are
+// unreachable and the VIP serves only node 2's pod.
+func TestNetAgentCrossNode(t *testing.T) {
+	testenv.Integration(t, "ip", "nft", "sysctl")
+	br, _ := naNetNS(t, "xbr")
+	naSh(t, "ip", "-n", br, "link", "add", "br0", "type", "bridge")
+	naSh(t, "ip", "-n", br, "link", "set", "br0", "up")
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var (
+		nodes  []netsvc.Node
+		agents []*netAgent
+		pods   = map[string]string{} // pod name → netns path
+	)
+	for i := 1; i <= 3; i++ {
+		name, path := naNetNS(t, fmt.Sprintf("xn%d", i))
+		port := fmt.Sprintf("xn%d-%d", i, os.Getpid()%100000)
+		naSh(t, "ip", "-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", br)
+		naSh(t, "ip", "-n", br, "link", "set", port, "master", "br0", "up")
+		naSh(t, "ip", "-n", name, "addr", "add", fmt.Sprintf("192.168.79.%d/24", i), "dev", "eth0")
+		naSh(t, "ip", "-n", name, "addr", "add", fmt.Sprintf("fd79::%d/64", i), "dev", "eth0", "nodad")
+		naSh(t, "ip", "-n", name, "link", "set", "eth0", "up")
+		naSh(t, "ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+		naSh(t, "ip", "-n", name, "link", "add", "gbr0", "type", "bridge")
+		naSh(t, "ip", "-n", name, "addr", "add", fmt.Sprintf("10.79.%d.1/24", i), "dev", "gbr0")
+		naSh(t, "ip", "-n", name, "addr", "add", fmt.Sprintf("fd79:%d::1/64", i), "dev", "gbr0", "nodad")
+		naSh(t, "ip", "-n", name, "link", "set", "gbr0", "up")
+		cidrs := []string{fmt.Sprintf("10.79.%d.0/24", i), fmt.Sprintf("fd79:%d::/64", i)}
+		nodes = append(nodes, naNode(fmt.Sprintf("node-%d", i), cidrs, fmt.Sprintf("192.168.79.%d", i), fmt.Sprintf("fd79::%d", i)))
+		pod := fmt.Sprintf("pod-%d", i)
+		_, pods[pod] = naPod(t, name, "gbr0", fmt.Sprintf("xp%d", i), fmt.Sprintf("10.79.%d.2/24", i), fmt.Sprintf("fd79:%d::2/64", i))
+		naServe(t, pods[pod], fmt.Sprintf("10.79.%d.2:8080", i), pod)
+		naServe(t, pods[pod], fmt.Sprintf("[fd79:%d::2]:8080", i), pod)
+		if i == 1 {
+			_, pods["pod-1b"] = naPod(t, name, "gbr0", "xp1b", "10.79.1.3/24", "fd79:1::3/64")
+			naServe(t, pods["pod-1b"], "10.79.1.3:8080", "pod-1b")
+			naServe(t, pods["pod-1b"], "[fd79:1::3]:8080", "pod-1b")
+		}
+		na, err := newNetAgent(netAgentConfig{nodeName: nodes[i-1].Name, podCIDRs: cidrs, table: "gantry-xn", upstreams: []string{}, netns: path, logger: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := na.Start(context.Background()); err != nil {
+			na.Close()
+			t.Fatal(err)
+		}
+		t.Cleanup(na.Close)
+		agents = append(agents, na)
+	}
+	web, webEps := naService("web", []string{"10.96.7.7", "fd00:10:96::77"}, "10.79.2.2", "fd79:2::2", "10.79.3.2", "fd79:3::2")
+	local, localEps := naService("local", []string{"10.96.7.8", "fd00:10:96::78"}, "10.79.1.3", "fd79:1::3")
+	apply := func(rev int64, st netsvc.State, nodes []netsvc.Node) {
+		for _, na := range agents {
+			na.Apply(netUpdate{Revision: rev, Services: st, Nodes: nodes, ClusterDomain: "cluster.local"})
+		}
+	}
+	apply(1, naState(web, webEps, local, localEps), nodes)
+	from := pods["pod-1"]
+
+	for _, target := range []string{"10.79.3.2:8080", "[fd79:3::2]:8080"} {
+		naWait(t, "pod-to-pod to node 3 at "+target, func() error {
+			if got, err := naGet(from, target); err != nil || got != "pod-3" {
+				return fmt.Errorf("%q %v", got, err)
+			}
+			return nil
+		})
+	}
+	for _, vip := range []string{"10.96.7.7:80", "[fd00:10:96::77]:80"} {
+		seen := map[string]int{}
+		naWait(t, "pod-to-VIP "+vip+" reaches the pods on nodes 2 and 3", func() error {
+			got, err := naGet(from, vip)
+			if err != nil {
+				return err
+			}
+			seen[got]++
+			if seen["pod-2"] == 0 || seen["pod-3"] == 0 {
+				return fmt.Errorf("answers so far %v", seen)
+			}
+			return nil
+		})
+		if len(seen) != 2 {
+			t.Errorf("VIP %s answered from %v, want pod-2 and pod-3 only", vip, seen)
+		}
+	}
+	for _, vip := range []string{"10.96.7.8:80", "[fd00:10:96::78]:80"} {
+		naWait(t, "pod-to-VIP "+vip+" on the same bridge", func() error {
+			if got, err := naGet(from, vip); err != nil || got != "pod-1b" {
+				return fmt.Errorf("%q %v", got, err)
+			}
+			return nil
+		})
+	}
+	naWait(t, "DNS through node 1's gateway", func() error {
+		a, err := naQuery(from, "10.79.1.1:53", "web.default.svc.cluster.local.", dns.TypeA)
+		if err != nil || !cmp.Equal(a, []string{"10.96.7.7"}) {
+			return fmt.Errorf("A %v %v", a, err)
+		}
+		aaaa, err := naQuery(from, "[fd79:1::1]:53", "local.default.svc.cluster.local.", dns.TypeAAAA)
+		if err != nil || !cmp.Equal(aaaa, []string{"fd00:10:96::78"}) {
+			return fmt.Errorf("AAAA %v %v", aaaa, err)
+		}
+		return nil
+	})
+
+	// Node 3 leaves: its pod is gone from the service and unreachable.
+	_, webEps2 := naService("web", nil, "10.79.2.2", "fd79:2::2")
+	apply(2, naState(web, webEps2, local, localEps), nodes[:2])
+	naWait(t, "node 3's pods unreachable after it left", func() error {
+		if _, err := naGet(from, "10.79.3.2:8080"); err == nil {
+			return errors.New("still reachable")
+		}
+		return nil
+	})
+	for i := 0; i < 20; i++ {
+		if got, err := naGet(from, "10.96.7.7:80"); err != nil || got != "pod-2" {
+			t.Fatalf("VIP after node 3 left: %q %v, want pod-2", got, err)
+		}
+	}
+}
