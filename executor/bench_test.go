@@ -34,8 +34,10 @@ const (
 // pre-pulled image: 50 pods one after another (the earlier ones keep running), then 20
 // at once. In the same run, the baseline is the same image started 50 times with the
 // bare containerd client (new container + task, no network). It reports p50/p99 of
-// each, the ratios to the baseline, the p50 of each phase of the sequential starts
-// (sandbox phases from sandbox.WithTrace, executor phases from the pod's events), and
+// each, the ratios to the baseline, the p50 and p99 of each phase of the sequential
+// starts (sandbox phases from sandbox.WithTrace — "wait" is how long the container's
+// start waited for the CNI ADD that ran during its create, the part not overlapped —
+// and executor phases from the pod's events), and
 // the test process's RSS with 50 pods running. WithMaxParallel is 20, so the 20 pods
 // at once all work at the same time.
 // Each iteration does the whole procedure; run it with -benchtime=1x.

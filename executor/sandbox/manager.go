@@ -135,8 +135,9 @@ func WithMasqueradeTable(name string) Option { return func(m *Manager) { m.masqT
 
 // WithTrace registers a function called with the duration of each phase of Setup and
 // Teardown: "netns", "cni-add:<plugin>" and "cni-del:<plugin>" (one per plugin run),
-// "ipv6-settle", "files", "masquerade". It is called from the goroutine doing the work
-// and must be quick. Default none. Benchmarks use it for the phase breakdown.
+// "ipv6-settle", "files", "masquerade", and "wait" (how long a Pending.Wait blocked: the
+// part of the CNI ADD its caller did not overlap). It is called from the goroutine doing
+// the work and must be quick. Default none. Benchmarks use it for the phase breakdown.
 func WithTrace(f func(phase string, d time.Duration)) Option { return func(m *Manager) { m.trace = f } }
 
 // New returns a Manager. It has no side effects: directories are created by Setup.
@@ -309,7 +310,7 @@ func (m *Manager) Begin(ctx context.Context, p PodRef, ports []PortMapping) (*Pe
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, m.rollback(ctx, p.UID, ports, err))
 	}
-	pend := &Pending{partial: *sb, done: make(chan struct{})}
+	pend := &Pending{partial: *sb, done: make(chan struct{}), trace: m.trace}
 	handedOff = true
 	go func() {
 		// done is closed before the lock is released: whoever gets the lock next

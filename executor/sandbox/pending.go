@@ -3,6 +3,7 @@ package sandbox
 import (
 	"fmt"
 	"os"
+	"time"
 )
 
 // Pending is a sandbox Begin is still attaching to the network. Its methods are safe
@@ -12,6 +13,7 @@ type Pending struct {
 	done    chan struct{}
 	sb      *Sandbox // set before done is closed, on success
 	err     error    // set before done is closed, on failure
+	trace   func(phase string, d time.Duration)
 }
 
 // finishedPending wraps a sandbox that exists already.
@@ -37,8 +39,15 @@ func (p *Pending) Done() <-chan struct{} { return p.done }
 // or the error after the sandbox was rolled back (nothing of it is left; the caller
 // may Begin again). Cancelling the ctx given to Begin makes it end early with an
 // error. Wait may be called any number of times and returns the same result.
+//
+// With WithTrace, each Wait reports the time it blocked as phase "wait" (0 when the
+// ADD had ended already): how much of the ADD the caller did not overlap.
 func (p *Pending) Wait() (*Sandbox, error) {
+	t0 := time.Now()
 	<-p.done
+	if p.trace != nil {
+		p.trace("wait", time.Since(t0))
+	}
 	return p.sb, p.err
 }
 
