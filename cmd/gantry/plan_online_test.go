@@ -364,12 +364,14 @@ func writeOnlineExample(t *testing.T, c *onlineCluster, url string) {
 	doc := "# Example: `gantry plan --server URL --format markdown`\n\n" +
 		"Real output of `go test ./cmd/gantry -run TestPlanOnline -update` (cmd/gantry/plan_online_test.go): a control plane\n" +
 		"on embedded etcd runs `web` (2 pods of 500m CPU / 1Gi, maxSurge 1, maxUnavailable 0) from `deploy/` of a git\n" +
-		"repository, on two nodes of 2 CPUs and 4 GiB. Each branch below changes `main`; the plan is computed by the\n" +
-		"server against what it runs. See [docs/PLAN.md](../PLAN.md).\n\n" +
+		"repository, on two nodes of 2 CPUs and 4 GiB (the server accepts plain Secrets, for the Secret example). Each\n" +
+		"branch below changes `main`; the plan is computed by the server against what it runs. See [docs/PLAN.md](../PLAN.md).\n\n" +
 		"## Image change and a third replica (exit 2)\n\n" +
 		"    gantry plan --server https://127.0.0.1:6443 --repo . --head v2 --path deploy --format markdown\n\n---\n\n" + run("v2") +
 		"\n---\n\n## A ConfigMap change rolls the pods that use it (exit 2)\n\n" +
 		"    gantry plan --server https://127.0.0.1:6443 --repo . --head config --path deploy --format markdown\n\n---\n\n" + run("config") +
+		"\n---\n\n## A Secret's value changes: its key with fingerprints, never the value (exit 2)\n\n" +
+		"    gantry plan --server https://127.0.0.1:6443 --repo . --head secret --path deploy --format markdown\n\n---\n\n" + run("secret") +
 		"\n---\n\n## A pod too large for any node (exit 1)\n\n" +
 		"    gantry plan --server https://127.0.0.1:6443 --repo . --head toolarge --path deploy --format markdown\n\n---\n\n" + run("toolarge")
 	if err := os.WriteFile(filepath.Join("..", "..", "docs", "examples", "plan-online-markdown.md"), []byte(doc), 0o644); err != nil {

@@ -63,8 +63,8 @@ func (r Report) Markdown() string {
 			if p.Unsettled {
 				limit = ", stopped at the limit while still moving"
 			}
-			fmt.Fprintf(&b, "Live: head on the cluster's nodes and its %s, the rollout simulated to its end (%d reconcile rounds%s). Running pods: %s.\n",
-				runningCount(p.Running), p.Rounds, limit, cell(p.runningSummary()))
+			fmt.Fprintf(&b, "Live: head on the cluster's nodes and its %s, the rollout simulated to its end (%s%s). Running pods: %s.\n",
+				runningCount(p.Running), roundCount(p.Rounds), limit, cell(p.runningSummary()))
 		} else {
 			b.WriteString("Offline: head on an empty cluster of the given nodes.\n")
 		}

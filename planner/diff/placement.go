@@ -116,9 +116,9 @@ func (p *Placement) basis() string {
 	if !p.Live {
 		return "offline: an empty cluster of these nodes"
 	}
-	s := fmt.Sprintf("live: the cluster's nodes and its %s; the rollout simulated to its end in %d reconcile rounds", runningCount(p.Running), p.Rounds)
+	s := fmt.Sprintf("live: the cluster's nodes and its %s; the rollout simulated to its end in %s", runningCount(p.Running), roundCount(p.Rounds))
 	if p.Unsettled {
-		s = fmt.Sprintf("live: the cluster's nodes and its %s; the rollout simulated for %d reconcile rounds and still moving", runningCount(p.Running), p.Rounds)
+		s = fmt.Sprintf("live: the cluster's nodes and its %s; the rollout simulated for %s and still moving", runningCount(p.Running), roundCount(p.Rounds))
 	}
 	return s
 }
@@ -157,4 +157,11 @@ func runningCount(n int) string {
 		return "1 running pod"
 	}
 	return fmt.Sprintf("%d running pods", n)
+}
+
+func roundCount(n int) string {
+	if n == 1 {
+		return "1 reconcile round"
+	}
+	return fmt.Sprintf("%d reconcile rounds", n)
 }
