@@ -5,6 +5,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
@@ -73,7 +74,10 @@ func (s *udpServer) work() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			continue // a transient error (ICMP-induced ECONNREFUSED and the like)
+			// Transient (ENOMEM, an ICMP error queued on the socket): pause, so that
+			// an error that persists cannot spin a core.
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		out = out[:0]
 		for i := range in[:n] {
