@@ -38,6 +38,10 @@ const (
 	// maxConflicts bounds how often one reconcile re-reads and recomputes after a
 	// compare-and-swap conflict before it waits for the next trigger.
 	maxConflicts = 8
+	// secretUnavailable is the pod condition an agent sets on a pod it holds back
+	// because its secret material cannot be fetched
+	// (agentclient.PodConditionSecretUnavailable).
+	secretUnavailable = "SecretUnavailable"
 )
 
 // Reconciler is the GitOps loop: the newest valid git revision, the pods, nodes and
@@ -524,11 +528,8 @@ func (r *Reconciler) round(ctx context.Context) (time.Time, error) {
 			return time.Time{}, fmt.Errorf("delete job %s/%s: %w", d.Namespace, d.Name, err)
 		}
 	}
-	for _, j := range plan.JobRuns {
-		// Create-if-absent: an existing run is a replayed plan.
-		if _, err := r.st.Jobs().Create(ctx, withRunStatus(plan, j.Job)); err != nil && !errors.Is(err, api.ErrAlreadyExists) {
-			return time.Time{}, fmt.Errorf("create job %s/%s: %w", j.Job.Namespace, j.Job.Name, err)
-		}
+	if err := r.createRuns(ctx, plan); err != nil {
+		return time.Time{}, err
 	}
 	for _, pl := range plan.Place {
 		p := pl.Pod.DeepCopy()
@@ -616,6 +617,12 @@ func (r *Reconciler) writeApps(ctx context.Context, good *goodRevision, ov overl
 		status.History = history(next.State, status.History, good, k)
 		if w := waits[k]; w != "" && status.Message == "" && ps.Health != planner.Healthy {
 			status.Message = w
+			// A pod held back for its secrets cannot start until Vault answers:
+			// that is Degraded (the issue's "Vault unreachable" contract), not
+			// a rollout that merely takes time.
+			if ps.Health == planner.Progressing && strings.Contains(w, secretUnavailable) {
+				status.Health = planner.Degraded
+			}
 		}
 		if next.State.Pin != nil {
 			status.Message = strings.TrimSpace(status.Message + fmt.Sprintf(" (pinned to revision %d until git changes; `gantry rollback --unpin` releases)", revNumber(next.State, next.State.Pin.Revision)))

@@ -366,9 +366,20 @@ func TestSecretsEndToEnd(t *testing.T) {
 		}
 	}
 	t.Logf("pod %s waits: %s", waiting.Name, cond)
-	if out, err := up.gantry("get", "apps"); err == nil {
-		t.Logf("while Vault is down:\n%s", out)
-	}
+	// The app shows Degraded (not Progressing) while one of its pods waits on Vault.
+	waitFor(t, "web Degraded while a pod waits on Vault", 30*time.Second, func() error {
+		out, err := up.gantry("get", "apps")
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "web") && strings.Contains(line, "Degraded") {
+				t.Logf("while Vault is down:\n%s", out)
+				return nil
+			}
+		}
+		return fmt.Errorf("web is not Degraded:\n%s", out)
+	})
 	if !strings.Contains(cond, "web-secrets") || !strings.Contains(cond, "secret/data/web") {
 		t.Errorf("SecretUnavailable message %q does not name the ExternalSecret and the Vault path", cond)
 	}
