@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -50,6 +51,39 @@ func withRunStatus(plan planner.Plan, j *batchv1.Job) *batchv1.Job {
 		j.Status = st
 	}
 	return j
+}
+
+// maxRunCreates bounds the Job creates in flight: 1,000 CronJobs due on the same
+// minute are 1,000 creates, and etcd commits concurrent ones in shared batches.
+const maxRunCreates = 32
+
+// createRuns creates the plan's runs (with their first status), each with
+// create-if-absent — an existing run is a replayed plan, which is success — up
+// to maxRunCreates at once. Returns the first error.
+func (r *Reconciler) createRuns(ctx context.Context, plan planner.Plan) error {
+	if len(plan.JobRuns) == 0 {
+		return nil
+	}
+	sem := make(chan struct{}, maxRunCreates)
+	errs := make([]error, len(plan.JobRuns))
+	var wg sync.WaitGroup
+	for i, j := range plan.JobRuns {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := r.st.Jobs().Create(ctx, withRunStatus(plan, j.Job)); err != nil && !errors.Is(err, api.ErrAlreadyExists) {
+				errs[i] = fmt.Errorf("create job %s/%s: %w", j.Job.Namespace, j.Job.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeJobStatuses copies the planner's per-run status (AppState.Runs) into the
