@@ -29,7 +29,7 @@ images:
 vault:
 	bash e2e/tools/vaultdev/build.sh $(CACHE)/vault/vault
 
-## coredns: build CoreDNS (v1.15.0, plugins bind/file/hosts) for the DNS benchmark into
+## coredns: build CoreDNS (v1.15.0, plugins multisocket/bind/file/hosts) for the DNS benchmark into
 ## .cache/coredns/coredns; skipped when up to date with e2e/tools/coredns (see its README).
 coredns:
 	bash e2e/tools/coredns/build.sh $(CACHE)/coredns/coredns

@@ -44,7 +44,8 @@ import (
 // answer (from /proc: less sensitive to a busy machine than the rate), and the ratio
 // gantry/CoreDNS of the rates.
 //
-// Flags (after -args): -dnsbench.round, -dnsbench.rounds, -dnsbench.clients. Set
+// Flags (after -args): -dnsbench.round, -dnsbench.rounds, -dnsbench.clients,
+// -dnsbench.multisocket. Set
 // GANTRY_DNSBENCH_CPUPROFILE=FILE to write a CPU profile of gantry's server process.
 func BenchmarkDNSvsCoreDNS(b *testing.B) {
 	if testing.Short() && !testenv.InCI() {
@@ -64,10 +65,15 @@ func BenchmarkDNSvsCoreDNS(b *testing.B) {
 	// coredns-file: the file plugin alone. coredns-hosts: the hosts plugin answers
 	// the service names; the names it does not know fall through to the file
 	// plugin (the hosts plugin alone answers SERVFAIL where NXDOMAIN is due).
-	file := startCoreDNS(b, "coredns-file", coredns, dir, fmt.Sprintf("\tfile %s\n", zoneFile))
+	// -dnsbench.multisocket gives both GOMAXPROCS SO_REUSEPORT sockets.
+	multi := ""
+	if *dnsBenchMultisocket {
+		multi = "\tmultisocket\n"
+	}
+	file := startCoreDNS(b, "coredns-file", coredns, dir, fmt.Sprintf("%s\tfile %s\n", multi, zoneFile))
 	hosts := startCoreDNS(b, "coredns-hosts", coredns, dir, fmt.Sprintf(
-		"\thosts %s {\n\t\tttl %d\n\t\treload 0\n\t\tno_reverse\n\t\tfallthrough\n\t}\n\tfile %s\n",
-		hostsFile, DefaultRecordTTL, zoneFile))
+		"%s\thosts %s {\n\t\tttl %d\n\t\treload 0\n\t\tno_reverse\n\t\tfallthrough\n\t}\n\tfile %s\n",
+		multi, hostsFile, DefaultRecordTTL, zoneFile))
 	servers := []*benchServer{gantry, file, hosts}
 
 	for _, s := range servers[1:] {
@@ -152,6 +158,9 @@ var (
 	dnsBenchRound   = flag.Duration("dnsbench.round", 5*time.Second, "BenchmarkDNSvsCoreDNS: duration of one round of load on one server")
 	dnsBenchRounds  = flag.Int("dnsbench.rounds", 4, "BenchmarkDNSvsCoreDNS: rounds per server, interleaved")
 	dnsBenchClients = flag.Int("dnsbench.clients", 32, "BenchmarkDNSvsCoreDNS: concurrent UDP clients, one query in flight each")
+	// CoreDNS serves one socket per port by default; its multisocket plugin opens
+	// GOMAXPROCS SO_REUSEPORT sockets, each with its own server.
+	dnsBenchMultisocket = flag.Bool("dnsbench.multisocket", false, "BenchmarkDNSvsCoreDNS: CoreDNS with the multisocket plugin")
 )
 
 // dnsBenchServices is the number of services the DNS benchmark serves.
