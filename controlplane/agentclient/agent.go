@@ -99,8 +99,10 @@ func WithAdvertiseAddress(ip string) Option { return func(o *agentOpts) { o.adve
 // WithHeartbeat sets the heartbeat interval. Default 5s.
 func WithHeartbeat(d time.Duration) Option { return func(o *agentOpts) { o.heartbeat = d } }
 
-// WithStatusInterval sets how long pod status reports are collected before they are
-// sent (one write per changed pod per interval). Default 500ms.
+// WithStatusInterval sets the minimum spacing of pod status batches: a change after a
+// quiet interval is sent at once, changes that follow are collected until the
+// interval has passed since the last batch (one write per changed pod per batch).
+// Default 500ms.
 func WithStatusInterval(d time.Duration) Option { return func(o *agentOpts) { o.statusInterval = d } }
 
 // WithRuntime sets what serves logs and exec. Default none (the endpoints answer 503).
@@ -482,16 +484,24 @@ func (a *Agent) ReportStatus(ns, name string, uid types.UID, st corev1.PodStatus
 
 func (a *Agent) statusLoop(ctx context.Context) {
 	b := newBackoff()
+	var lastFlush time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.kick:
 		}
-		sleep(ctx, a.o.statusInterval) // collect what else changes meanwhile
+		// Leading edge: a change after a quiet spell goes out at once (a new pod's
+		// Running reaches the planner without waiting); changes that follow within
+		// the interval are collected into the next batch, so a busy node sends at
+		// most one batch per interval.
+		if wait := a.o.statusInterval - time.Since(lastFlush); wait > 0 {
+			sleep(ctx, wait)
+		}
 		if ctx.Err() != nil {
 			return
 		}
+		lastFlush = time.Now()
 		a.statusMu.Lock()
 		batch := a.pending
 		a.pending = map[string]pendingStatus{}
