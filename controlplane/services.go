@@ -420,13 +420,13 @@ func (c *servicesController) publishEndpoints(ctx context.Context, services map[
 	if err != nil {
 		return err
 	}
-	byNS := candidatePods(pods.Items)
+	idx := candidatePods(pods.Items)
 	have := map[string]*store.EndpointSlice{}
 	for _, sl := range slices.Items {
 		have[sl.Namespace+"/"+sl.Name] = sl
 	}
 	for key, svc := range services {
-		eps := endpointsFor(svc, byNS[svc.Namespace])
+		eps := endpointsFor(svc, idx.forService(svc))
 		cur := have[key]
 		if cur != nil && sameJSON(cur.Endpoints, eps) {
 			continue
@@ -460,9 +460,13 @@ type candidate struct {
 	orig, forced *corev1.Pod
 }
 
-// candidatePods groups by namespace the pods that have not finished.
-func candidatePods(pods []*corev1.Pod) map[string][]candidate {
-	out := map[string][]candidate{}
+// podIndex holds the pods that have not finished, by namespace and label, so a
+// service's candidates are found without scanning every pod of its namespace.
+type podIndex map[string][]candidate // "<ns>\x00<key>=<value>" → pods
+
+// candidatePods indexes the pods that have not finished.
+func candidatePods(pods []*corev1.Pod) podIndex {
+	out := podIndex{}
 	readyTrue := []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
 	for _, p := range pods {
 		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
@@ -471,9 +475,27 @@ func candidatePods(pods []*corev1.Pod) map[string][]candidate {
 		cp := *p
 		cp.DeletionTimestamp = nil
 		cp.Status.Conditions = readyTrue
-		out[p.Namespace] = append(out[p.Namespace], candidate{orig: p, forced: &cp})
+		c := candidate{orig: p, forced: &cp}
+		for k, v := range p.Labels {
+			key := p.Namespace + "\x00" + k + "=" + v
+			out[key] = append(out[key], c)
+		}
 	}
 	return out
+}
+
+// forService returns the pods carrying the rarest of the service's selector
+// labels (a superset of the matches; netsvc.Endpoints checks the whole selector).
+func (x podIndex) forService(svc *corev1.Service) []candidate {
+	var best []candidate
+	first := true
+	for k, v := range svc.Spec.Selector {
+		c := x[svc.Namespace+"\x00"+k+"="+v]
+		if first || len(c) < len(best) {
+			best, first = c, false
+		}
+	}
+	return best
 }
 
 // endpointsFor selects the endpoints of svc among the pods of its namespace

@@ -1,14 +1,15 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"net/http"
 	"net/netip"
 	"reflect"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -163,16 +164,11 @@ func (h *networkHub) rebuild() {
 	}
 	n := buildNetwork(h.services, h.slices, h.nodes, h.domain)
 	h.mu.Unlock()
-	b, err := json.Marshal(n)
+	b, rev, err := encodeNetwork(n)
 	if err != nil {
 		return // plain data: cannot happen
 	}
-	f := fnv.New64a()
-	_, _ = f.Write(b)
-	n.Revision = int64(f.Sum64() >> 1)
-	if b, err = json.Marshal(n); err != nil {
-		return
-	}
+	n.Revision = rev
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.cur != nil && h.cur.Revision == n.Revision {
@@ -185,6 +181,28 @@ func (h *networkHub) rebuild() {
 	if first {
 		close(h.ready)
 	}
+}
+
+// encodeNetwork encodes n (its Revision ignored) once: the revision is the FNV-64
+// hash of the encoding with revision 0, spliced into the same bytes.
+func encodeNetwork(n agentclient.Network) ([]byte, int64, error) {
+	n.Revision = 0
+	b, err := n.MarshalJSON() // not json.Marshal: that would re-scan 6 MB at 10k services
+	if err != nil {
+		return nil, 0, err
+	}
+	f := fnv.New64a()
+	_, _ = f.Write(b)
+	rev := int64(f.Sum64() >> 1)
+	const head = `{"revision":0,`
+	if !bytes.HasPrefix(b, []byte(head)) {
+		return nil, 0, fmt.Errorf("network encoding does not start with %s", head)
+	}
+	out := make([]byte, 0, len(b)+20)
+	out = append(out, `{"revision":`...)
+	out = strconv.AppendInt(out, rev, 10)
+	out = append(out, ',')
+	return append(out, b[len(head):]...), rev, nil
 }
 
 // current returns the encoded Network, its revision and a channel closed at the
