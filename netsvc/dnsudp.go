@@ -5,6 +5,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -33,6 +34,9 @@ type udpServer struct {
 	pc   net.PacketConn
 	conn *ipv4.PacketConn // batch I/O; works for IPv6 sockets too (same socket.Message)
 	wg   sync.WaitGroup
+	// closed is set by close before the socket is closed: a worker returns on any
+	// error once it is set, whatever error the closed socket gives.
+	closed atomic.Bool
 }
 
 // serveUDP starts the workers on pc and returns at once; close stops them.
@@ -49,6 +53,7 @@ func (d *DNS) serveUDP(pc net.PacketConn) *udpServer {
 // close closes the socket and waits for the workers (not for forwarded queries in
 // flight: their replies fail on the closed socket).
 func (s *udpServer) close() error {
+	s.closed.Store(true)
 	err := s.pc.Close()
 	s.wg.Wait()
 	if errors.Is(err, net.ErrClosed) {
@@ -71,7 +76,7 @@ func (s *udpServer) work() {
 	for {
 		n, err := s.conn.ReadBatch(in, 0)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || s.closed.Load() {
 				return
 			}
 			// Transient (ENOMEM, an ICMP error queued on the socket): pause, so that
@@ -95,7 +100,7 @@ func (s *udpServer) work() {
 		for len(out) > 0 {
 			k, err := s.conn.WriteBatch(out, 0)
 			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
+				if errors.Is(err, net.ErrClosed) || s.closed.Load() {
 					return
 				}
 				k = 1 // drop the datagram the kernel refused; send the rest
