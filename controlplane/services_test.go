@@ -339,6 +339,14 @@ func TestServicesNetworkFeed(t *testing.T) {
 	if err := e.client(t, e.srv.JoinToken().Token.String()).Do(ctx, http.MethodGet, agentclient.NetworkPath, nil, nil); !errors.Is(err, api.ErrPermissionDenied) {
 		t.Errorf("join token on the network feed: %v, want ErrPermissionDenied", err)
 	}
+	var ro agentclient.Network
+	if err := e.client(t, e.token(t, api.RoleReadOnly, 0)).Do(ctx, http.MethodGet, agentclient.NetworkPath, nil, &ro); err != nil || len(ro.Services.Services) != 1 {
+		t.Errorf("read-only token on the network feed: %v, %d services", err, len(ro.Services.Services))
+	}
+	// Agents read services through the feed only, not the admin API.
+	if err := e.nodeClient(t, credsN1).Do(ctx, http.MethodGet, "/api/v1/services", nil, nil); !errors.Is(err, api.ErrPermissionDenied) {
+		t.Errorf("node listing services: %v, want ErrPermissionDenied", err)
+	}
 }
 
 // TestServiceVIPsStableAcrossRestart: a second server on the same etcd keeps the
