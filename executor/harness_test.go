@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -179,6 +180,18 @@ func (en *env) shutdown() {
 	}
 	if left := en.e.PodUIDs(); len(left) > 0 {
 		en.t.Errorf("pods not removed at cleanup: %v", left)
+	}
+	// Removing the pods removed their containers (what `ctr -n gantry c ls` shows);
+	// garbage collection below would hide a leak.
+	if cl := en.e.Client(); cl != nil {
+		ctx := namespaces.WithNamespace(context.Background(), en.e.Namespace())
+		if ctrs, err := cl.Containers(ctx); err == nil && len(ctrs) > 0 {
+			var ids []string
+			for _, c := range ctrs {
+				ids = append(ids, c.ID())
+			}
+			en.t.Errorf("containers left after every pod was removed: %v", ids)
+		}
 	}
 	en.e.CollectGarbage(context.Background())
 	if uids, err := en.sb.List(); err != nil || len(uids) > 0 {
