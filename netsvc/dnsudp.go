@@ -69,7 +69,8 @@ func (s *udpServer) work() {
 		in[i].Buffers = [][]byte{make([]byte, udpReadSize)}
 	}
 	out := make([]ipv4.Message, 0, udpBatch)
-	outBufs := make([][]byte, udpBatch)
+	outBufs := make([][]byte, udpBatch) // reply buffers, reused (kept when grown)
+	replies := make([][]byte, udpBatch) // out[j].Buffers is replies[j : j+1]
 	for i := range outBufs {
 		outBufs[i] = make([]byte, dns.MinMsgSize)
 	}
@@ -90,22 +91,24 @@ func (s *udpServer) work() {
 			if m.Flags&unix.MSG_TRUNC != 0 {
 				continue // longer than udpReadSize: not a query of ours
 			}
-			reply := s.answer(m.Buffers[0][:m.N], m.Addr, outBufs[len(out)])
+			j := len(out)
+			reply := s.answer(m.Buffers[0][:m.N], m.Addr, outBufs[j])
 			if reply == nil {
 				continue
 			}
-			outBufs[len(out)] = reply[:cap(reply)] // keep a grown buffer
-			out = append(out, ipv4.Message{Buffers: [][]byte{reply}, Addr: m.Addr})
+			outBufs[j], replies[j] = reply[:cap(reply)], reply
+			out = append(out, ipv4.Message{Buffers: replies[j : j+1], Addr: m.Addr})
 		}
-		for len(out) > 0 {
-			k, err := s.conn.WriteBatch(out, 0)
+		for pending := out; len(pending) > 0; {
+			k, err := s.conn.WriteBatch(pending, 0)
 			if err != nil {
 				if errors.Is(err, net.ErrClosed) || s.closed.Load() {
 					return
 				}
-				k = 1 // drop the datagram the kernel refused; send the rest
+				// Drop the datagram the kernel refused; send the rest.
+				k = min(max(k, 0)+1, len(pending))
 			}
-			out = out[k:]
+			pending = pending[k:]
 		}
 	}
 }
