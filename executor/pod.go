@@ -237,6 +237,12 @@ func (w *podWorker) run(ctx context.Context, after <-chan struct{}) {
 // detach stops probes and log copying without touching the containers: the agent is
 // stopping and the next one adopts them.
 func (w *podWorker) detach() {
+	if w.sbPend != nil {
+		// Its ADD was cancelled with the agent's context; let the rollback finish
+		// before the agent exits (the next agent would clean the remains, but need not).
+		_, _ = w.sbPend.Wait()
+		w.sbPend = nil
+	}
 	for _, st := range w.ctrs {
 		w.stopProbes(st)
 		// The log file is closed first, so the copy goroutines stop at their next write.
