@@ -53,6 +53,8 @@ func withServiceVerbs(mk func() *cobra.Command) func() *cobra.Command {
 		verb := cmd.Name()
 		if verb == "get" {
 			cmd.Use = strings.Replace(cmd.Use, "get apps|", "get apps|services|endpoints|", 1)
+			cmd.Long += "\n\n  services (svc): NAME TYPE CLUSTER-IPS PORTS ENDPOINTS (serving/listed) AGE" +
+				"\n  endpoints (ep): NAME READY (serving ip:port) NOT-READY AGE"
 		} else {
 			cmd.Use = strings.Replace(cmd.Use, "describe app|", "describe app|service|", 1)
 		}
