@@ -50,6 +50,7 @@ func startUpProcess(t *testing.T, prefix, node, cidr4, cidr6 string, args ...str
 	bridge := strings.TrimSuffix(prefix, "-") + strconv.Itoa(os.Getpid()%10000)
 	cleanupDir := func() {
 		_ = exec.Command("ip", "link", "del", bridge).Run()
+		_ = exec.Command("nft", "delete", "table", "inet", bridge).Run() // the service table gantry leaves by design
 		unmountUnder(dir)
 		_ = os.RemoveAll(dir)
 	}
@@ -59,7 +60,7 @@ func startUpProcess(t *testing.T, prefix, node, cidr4, cidr6 string, args ...str
 	}
 	all := append([]string{"up", "--data-dir", u.data, "--listen", "127.0.0.1:" + strconv.Itoa(freePort(t)),
 		"--agent-listen", "127.0.0.1:0", "--containerd-address", filepath.Join(dir, "none.sock"),
-		"--node-name", node, "--bridge", bridge, "--client-config", u.config,
+		"--node-name", node, "--bridge", bridge, "--service-table", bridge, "--client-config", u.config,
 		"--cluster-cidr-v4", cidr4, "--cluster-cidr-v6", cidr6}, args...)
 	u.cmd = exec.Command(u.bin, all...)
 	u.log = &logFile{path: filepath.Join(dir, "up.log")}

@@ -173,7 +173,7 @@ func TestServicesEndToEnd(t *testing.T) {
 	repo := git.NewRepo(t, "svc")
 	repo.Commit(t, map[string]string{"web.yaml": svcWeb(images.EchoV1.Ref), "client.yaml": svcClient(images.EchoV1.Ref)}, "web v1")
 	repo.Push(t)
-	u := startUpProcess(t, "gsvc-", "svc-node", "10.252.0.0/16", "fd00:10:252::/56",
+	u := startUpProcess(t, "gsvc-", "svc-node", "10.247.0.0/16", "fd00:10:247::/56",
 		"--repo", repo.URL, "--poll-interval", "1s", "--service-table", table,
 		"--import", images.EchoV1.Archive, "--import", images.EchoV2.Archive)
 
@@ -201,7 +201,7 @@ func TestServicesEndToEnd(t *testing.T) {
 	})
 	rc, err := u.gantry("exec", client, "--", "/bin/cat", "/etc/resolv.conf")
 	if err != nil || !strings.Contains(rc, "search default.svc.cluster.local svc.cluster.local cluster.local\n") ||
-		!strings.Contains(rc, "options ndots:5\n") || !strings.Contains(rc, "nameserver 10.252.") || !strings.Contains(rc, "nameserver fd00:10:252:") {
+		!strings.Contains(rc, "options ndots:5\n") || !strings.Contains(rc, "nameserver 10.247.") || !strings.Contains(rc, "nameserver fd00:10:247:") {
 		t.Fatalf("client resolv.conf: %v\n%s", err, rc)
 	}
 

@@ -70,7 +70,7 @@ func TestUpEndToEnd(t *testing.T) {
 	suffix := strconv.Itoa(os.Getpid() % 10000)
 	upArgs := []string{"up", "--data-dir", data, "--listen", "127.0.0.1:" + strconv.Itoa(port),
 		"--agent-listen", "127.0.0.1:0", "--containerd-address", filepath.Join(dir, "none.sock"),
-		"--node-name", "up-node", "--bridge", "gup" + suffix, "--client-config", config,
+		"--node-name", "up-node", "--bridge", "gup" + suffix, "--service-table", "gup" + suffix, "--client-config", config,
 		"--cluster-cidr-v4", "10.251.0.0/16", "--cluster-cidr-v6", "fd00:10:251::/56",
 		"--node-grace-period", "5s", "--import", images.EchoV1.Archive}
 	ownSocket := filepath.Join(data, "containerd", "c.sock")
@@ -112,6 +112,9 @@ func TestUpEndToEnd(t *testing.T) {
 		stopContainerdOf(t, filepath.Join(data, "containerd", "config.toml"))
 		_ = exec.Command("ip", "link", "del", "gup"+suffix).Run()
 		_ = exec.Command("ip", "link", "del", "gup2"+suffix).Run()
+		// The service tables gantry leaves by design.
+		_ = exec.Command("nft", "delete", "table", "inet", "gup"+suffix).Run()
+		_ = exec.Command("nft", "delete", "table", "inet", "gup2"+suffix).Run()
 		if t.Failed() && current != nil {
 			t.Logf("gantry up log:\n%s", current.log.String())
 		}
@@ -217,7 +220,7 @@ spec:
 	defer cancel()
 	second, err := startNodeAgent(ctx, nodeAgentConfig{server: server, joinToken: token, nodeName: "up-node-2",
 		dataDir: filepath.Join(dir, "agent2"), containerd: ownSocket, namespace: "gantry2", listen: "127.0.0.1:0",
-		bridge: "gup2" + suffix, cniBinDir: "/usr/lib/cni", logger: logger})
+		bridge: "gup2" + suffix, cniBinDir: "/usr/lib/cni", logger: logger, serviceTable: "gup2" + suffix})
 	if err != nil {
 		t.Fatalf("second agent: %v", err)
 	}
