@@ -3,12 +3,14 @@ package controlplane
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"gantry.io/gantry/api"
 	"gantry.io/gantry/netsvc"
 	"gantry.io/gantry/store"
 )
@@ -36,22 +38,51 @@ func benchCluster(n int) (map[string]*corev1.Service, map[string]*store.Endpoint
 	return services, slices, pods
 }
 
-// BenchmarkNetworkBuild10k is the network hub's work per change at 10,000
-// services × 4 endpoints: build the Network and encode it once for every stream.
-func BenchmarkNetworkBuild10k(b *testing.B) {
-	services, slices, _ := benchCluster(10000)
-	nodes := map[string]netsvc.Node{"n1": {Name: "n1"}}
-	b.ResetTimer()
-	var size int
-	for b.Loop() {
-		n := buildNetwork(services, slices, nodes, "cluster.local")
-		out, _, err := encodeNetwork(n)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = len(out)
+// benchHub is a network hub holding n services × 4 endpoints, loaded.
+func benchHub(n int) *networkHub {
+	services, slices, _ := benchCluster(n)
+	h := newNetworkHub(nil, "cluster.local")
+	for k, s := range services {
+		s.ResourceVersion = "1"
+		slices[k].ResourceVersion = "1"
 	}
-	b.ReportMetric(float64(size)/(1<<20), "MiB/network")
+	h.services, h.slices = services, slices
+	h.nodes["n1"] = netsvc.Node{Name: "n1"}
+	for _, k := range []api.Kind{store.KindService, store.KindEndpointSlice, api.KindNode} {
+		h.loaded[k] = true
+	}
+	return h
+}
+
+// BenchmarkNetworkFull10k is the network hub's first Network (or a resync's) at
+// 10,000 services × 4 endpoints: every service encoded, assembled, hashed.
+func BenchmarkNetworkFull10k(b *testing.B) {
+	h := benchHub(10000)
+	for b.Loop() {
+		clear(h.parts)
+		h.curRev = -1 // publish again
+		h.rebuild()
+	}
+	b.ReportMetric(float64(len(h.curJSON))/(1<<20), "MiB/network")
+}
+
+// BenchmarkNetworkOneChange10k is the hub's work for one endpoint change at
+// 10,000 services: one service encoded again, the rest reused.
+func BenchmarkNetworkOneChange10k(b *testing.B) {
+	h := benchHub(10000)
+	h.rebuild()
+	i := 0
+	for b.Loop() {
+		i++
+		sl := h.slices["default/svc-00042"]
+		sl.ResourceVersion = strconv.Itoa(i + 1)
+		sl.Endpoints[0].Ready = i%2 == 0
+		prev := h.curRev
+		h.rebuild()
+		if h.curRev == prev {
+			b.Fatal("the change did not change the revision")
+		}
+	}
 }
 
 // BenchmarkEndpoints10k is the services controller's endpoint selection per

@@ -41,8 +41,9 @@ type networkHub struct {
 	loaded   map[api.Kind]bool // the kinds listed so far
 	dirty    chan struct{}
 
-	cur     *agentclient.Network
+	parts   map[string]*servicePart // "<ns>/<name>" → encoded part
 	curJSON []byte
+	curRev  int64
 	changed chan struct{} // closed and replaced when cur changes
 	ready   chan struct{} // closed at the first Network
 }
@@ -52,7 +53,7 @@ func newNetworkHub(st *store.Store, domain string) *networkHub {
 		domain = agentclient.DefaultClusterDomain
 	}
 	return &networkHub{st: st, domain: domain, services: map[string]*corev1.Service{},
-		slices: map[string]*store.EndpointSlice{}, nodes: map[string]netsvc.Node{}, loaded: map[api.Kind]bool{},
+		slices: map[string]*store.EndpointSlice{}, nodes: map[string]netsvc.Node{}, loaded: map[api.Kind]bool{}, parts: map[string]*servicePart{},
 		dirty: make(chan struct{}, 1), changed: make(chan struct{}), ready: make(chan struct{})}
 }
 
@@ -155,27 +156,39 @@ func followKind[T any, PT interface {
 	}
 }
 
+// servicePart is one service's encoded part of the Network, valid while the
+// Service and its EndpointSlice keep their resourceVersions.
+type servicePart struct {
+	svcRV, sliceRV string
+	b              []byte // nil: the service is left out (no VIP)
+}
+
 // rebuild makes the Network from the hub's maps and publishes it if it differs.
+// Only services whose Service or EndpointSlice changed are encoded again.
 func (h *networkHub) rebuild() {
 	h.mu.Lock()
 	if len(h.loaded) < 3 {
 		h.mu.Unlock()
 		return // a partial view would make agents drop services
 	}
-	n := buildNetwork(h.services, h.slices, h.nodes, h.domain)
+	b, err := h.encode()
 	h.mu.Unlock()
-	b, rev, err := encodeNetwork(n)
 	if err != nil {
 		return // plain data: cannot happen
 	}
-	n.Revision = rev
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cur != nil && h.cur.Revision == n.Revision {
+	f := fnv.New64a()
+	_, _ = f.Write(b)
+	rev := int64(f.Sum64() >> 1)
+	if b, err = spliceRevision(b, rev); err != nil {
 		return
 	}
-	first := h.cur == nil
-	h.cur, h.curJSON = &n, b
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.curJSON != nil && h.curRev == rev {
+		return
+	}
+	first := h.curJSON == nil
+	h.curJSON, h.curRev = b, rev
 	close(h.changed)
 	h.changed = make(chan struct{})
 	if first {
@@ -183,26 +196,85 @@ func (h *networkHub) rebuild() {
 	}
 }
 
-// encodeNetwork encodes n (its Revision ignored) once: the revision is the FNV-64
-// hash of the encoding with revision 0, spliced into the same bytes.
-func encodeNetwork(n agentclient.Network) ([]byte, int64, error) {
-	n.Revision = 0
-	b, err := n.MarshalJSON() // not json.Marshal: that would re-scan 6 MB at 10k services
-	if err != nil {
-		return nil, 0, err
+// encode assembles the Network with revision 0 from the cached service parts,
+// refreshing the stale ones. h.mu must be held.
+func (h *networkHub) encode() ([]byte, error) {
+	keys := make([]netsvc.ServiceKey, 0, len(h.services))
+	for _, s := range h.services {
+		keys = append(keys, netsvc.ServiceKey{Namespace: s.Namespace, Name: s.Name})
 	}
-	f := fnv.New64a()
-	_, _ = f.Write(b)
-	rev := int64(f.Sum64() >> 1)
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].Namespace != keys[j].Namespace {
+			return keys[i].Namespace < keys[j].Namespace
+		}
+		return keys[i].Name < keys[j].Name
+	})
+	parts := make([][]byte, 0, len(keys))
+	live := make(map[string]bool, len(keys))
+	for _, key := range keys {
+		k := key.String()
+		live[k] = true
+		svc, sl := h.services[k], h.slices[k]
+		sliceRV := ""
+		if sl != nil {
+			sliceRV = sl.ResourceVersion
+		}
+		p := h.parts[k]
+		if p == nil || p.svcRV != svc.ResourceVersion || p.sliceRV != sliceRV || svc.ResourceVersion == "" {
+			b, err := encodeServicePart(svc, sl)
+			if err != nil {
+				return nil, err
+			}
+			p = &servicePart{svcRV: svc.ResourceVersion, sliceRV: sliceRV, b: b}
+			h.parts[k] = p
+		}
+		if p.b != nil {
+			parts = append(parts, p.b)
+		}
+	}
+	for k := range h.parts {
+		if !live[k] {
+			delete(h.parts, k)
+		}
+	}
+	nodes := make([]netsvc.Node, 0, len(h.nodes))
+	for _, nd := range h.nodes {
+		nodes = append(nodes, nd)
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	return agentclient.AssembleNetwork(0, parts, nodes, h.domain, nil)
+}
+
+// encodeServicePart is a stored Service and its EndpointSlice as agents get them;
+// nil for a Service that is not headless and holds no VIP (its allocation failed):
+// there is nothing to program for it.
+func encodeServicePart(s *corev1.Service, sl *store.EndpointSlice) ([]byte, error) {
+	svc, ok := serviceNetwork(s)
+	if !ok {
+		return nil, nil
+	}
+	var eps []netsvc.Endpoint
+	if sl != nil {
+		eps = make([]netsvc.Endpoint, 0, len(sl.Endpoints))
+		for _, e := range sl.Endpoints {
+			eps = append(eps, netsvc.Endpoint{IP: e.IP, Ports: e.Ports, Ready: e.Ready, Terminating: e.Terminating,
+				Hostname: e.Hostname, PodName: e.PodName})
+		}
+	}
+	return agentclient.EncodeNetworkService(svc, eps)
+}
+
+// spliceRevision replaces the revision 0 an encoding starts with by rev.
+func spliceRevision(b []byte, rev int64) ([]byte, error) {
 	const head = `{"revision":0,`
 	if !bytes.HasPrefix(b, []byte(head)) {
-		return nil, 0, fmt.Errorf("network encoding does not start with %s", head)
+		return nil, fmt.Errorf("network encoding does not start with %s", head)
 	}
 	out := make([]byte, 0, len(b)+20)
 	out = append(out, `{"revision":`...)
 	out = strconv.AppendInt(out, rev, 10)
 	out = append(out, ',')
-	return append(out, b[len(head):]...), rev, nil
+	return append(out, b[len(head):]...), nil
 }
 
 // current returns the encoded Network, its revision and a channel closed at the
@@ -210,57 +282,10 @@ func encodeNetwork(n agentclient.Network) ([]byte, int64, error) {
 func (h *networkHub) current() (b []byte, rev int64, changed <-chan struct{}, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.cur == nil {
+	if h.curJSON == nil {
 		return nil, 0, h.changed, false
 	}
-	return h.curJSON, h.cur.Revision, h.changed, true
-}
-
-// Network returns the current Network (waiting for the first one until ctx ends).
-func (h *networkHub) Network(ctx context.Context) (agentclient.Network, error) {
-	select {
-	case <-ctx.Done():
-		return agentclient.Network{}, fmt.Errorf("network feed: %w", ctx.Err())
-	case <-h.ready:
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return *h.cur, nil
-}
-
-// buildNetwork converts the stored objects into an agent's Network (without its
-// revision). Services that are not headless and hold no VIP (their allocation
-// failed) are left out: there is nothing to program for them.
-func buildNetwork(services map[string]*corev1.Service, slices map[string]*store.EndpointSlice, nodes map[string]netsvc.Node, domain string) agentclient.Network {
-	n := agentclient.Network{ClusterDomain: domain, Nodes: make([]netsvc.Node, 0, len(nodes))}
-	n.Services.Endpoints = map[netsvc.ServiceKey][]netsvc.Endpoint{}
-	keys := make([]string, 0, len(services))
-	for k := range services {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		svc, ok := serviceNetwork(services[k])
-		if !ok {
-			continue
-		}
-		n.Services.Services = append(n.Services.Services, svc)
-		if sl := slices[k]; sl != nil {
-			eps := make([]netsvc.Endpoint, 0, len(sl.Endpoints))
-			for _, e := range sl.Endpoints {
-				eps = append(eps, netsvc.Endpoint{IP: e.IP, Ports: e.Ports, Ready: e.Ready, Terminating: e.Terminating,
-					Hostname: e.Hostname, PodName: e.PodName})
-			}
-			if len(eps) > 0 {
-				n.Services.Endpoints[svc.Key()] = eps
-			}
-		}
-	}
-	for _, nd := range nodes {
-		n.Nodes = append(n.Nodes, nd)
-	}
-	sort.Slice(n.Nodes, func(i, j int) bool { return n.Nodes[i].Name < n.Nodes[j].Name })
-	return n
+	return h.curJSON, h.curRev, h.changed, true
 }
 
 // serviceNetwork is what agents need of a stored Service.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -67,22 +68,75 @@ type serviceJSON struct {
 
 // MarshalJSON encodes the network with its services sorted by namespace/name.
 func (n Network) MarshalJSON() ([]byte, error) {
-	w := networkJSON{Revision: n.Revision, Nodes: n.Nodes, ClusterDomain: n.ClusterDomain, DNSServiceIPs: n.DNSServiceIPs}
-	w.Services = make([]serviceJSON, 0, len(n.Services.Services))
-	for _, s := range n.Services.Services {
-		w.Services = append(w.Services, serviceJSON{Service: s, Endpoints: n.Services.Endpoints[s.Key()]})
-	}
-	sort.Slice(w.Services, func(i, j int) bool {
-		a, b := w.Services[i].Key(), w.Services[j].Key()
+	svcs := append([]netsvc.Service(nil), n.Services.Services...)
+	sort.Slice(svcs, func(i, j int) bool {
+		a, b := svcs[i].Key(), svcs[j].Key()
 		if a.Namespace != b.Namespace {
 			return a.Namespace < b.Namespace
 		}
 		return a.Name < b.Name
 	})
-	if w.Nodes == nil {
-		w.Nodes = []netsvc.Node{}
+	parts := make([][]byte, 0, len(svcs))
+	for _, s := range svcs {
+		b, err := EncodeNetworkService(s, n.Services.Endpoints[s.Key()])
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, b)
 	}
-	return json.Marshal(w)
+	return AssembleNetwork(n.Revision, parts, n.Nodes, n.ClusterDomain, n.DNSServiceIPs)
+}
+
+// EncodeNetworkService is the wire form of one service and its endpoints inside
+// a Network, for a server that keeps the parts of unchanged services encoded
+// (AssembleNetwork puts them together).
+func EncodeNetworkService(s netsvc.Service, eps []netsvc.Endpoint) ([]byte, error) {
+	b, err := json.Marshal(serviceJSON{Service: s, Endpoints: eps})
+	if err != nil {
+		return nil, fmt.Errorf("encode service %s: %w", s.Key(), err)
+	}
+	return b, nil
+}
+
+// AssembleNetwork is the wire form of a Network from its services' parts
+// (EncodeNetworkService, in namespace/name order), nodes, domain and DNS VIPs.
+// The output starts with `{"revision":<revision>,`.
+func AssembleNetwork(revision int64, services [][]byte, nodes []netsvc.Node, domain string, dns []netip.Addr) ([]byte, error) {
+	if nodes == nil {
+		nodes = []netsvc.Node{}
+	}
+	nb, err := json.Marshal(nodes)
+	if err != nil {
+		return nil, fmt.Errorf("encode nodes: %w", err)
+	}
+	db, _ := json.Marshal(domain)
+	size := 64 + len(nb) + len(db)
+	for _, p := range services {
+		size += len(p) + 1
+	}
+	out := make([]byte, 0, size)
+	out = append(out, `{"revision":`...)
+	out = strconv.AppendInt(out, revision, 10)
+	out = append(out, `,"services":[`...)
+	for i, p := range services {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, p...)
+	}
+	out = append(out, `],"nodes":`...)
+	out = append(out, nb...)
+	out = append(out, `,"clusterDomain":`...)
+	out = append(out, db...)
+	if len(dns) > 0 {
+		b, err := json.Marshal(dns)
+		if err != nil {
+			return nil, fmt.Errorf("encode DNS VIPs: %w", err)
+		}
+		out = append(out, `,"dnsServiceIPs":`...)
+		out = append(out, b...)
+	}
+	return append(out, '}'), nil
 }
 
 // UnmarshalJSON decodes the wire form. A missing cluster domain becomes
