@@ -5,6 +5,10 @@
 // bind-mounts into every container of the pod, and the node-wide masquerade of the pod
 // CIDRs: one nftables table of its own (inet gantry-nat), never netsvc's table.
 //
+// Setup builds a sandbox in one call; Begin builds the netns and files at once and runs
+// the CNI ADD in the background (Pending.Wait), so that the executor can create the pod's
+// first container meanwhile and start it once the network is there.
+//
 // What Setup returned is persisted as JSON in the data dir, so a restarted agent finds its
 // sandboxes again with List and Get. Teardown leaves nothing behind: no netns, veth, IP
 // lease, portmap rule or file.
