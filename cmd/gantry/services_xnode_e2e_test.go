@@ -21,7 +21,7 @@ import (
 // xnodeManifests: web (2 replicas, dual stack) pinned to node 2, the client on node 1.
 func xnodeManifests(image string) map[string]string {
 	web := strings.Replace(svcWeb(image), "  replicas: 3\n", "  replicas: 2\n", 1)
-	web = strings.Replace(web, "      terminationGracePeriodSeconds: 10\n", "      terminationGracePeriodSeconds: 10\n      nodeSelector: {kubernetes.io/hostname: xnode-2}\n", 1)
+	web = strings.Replace(web, "      terminationGracePeriodSeconds: 30\n", "      terminationGracePeriodSeconds: 30\n      nodeSelector: {kubernetes.io/hostname: xnode-2}\n", 1)
 	client := strings.Replace(svcClient(image), "    spec:\n", "    spec:\n      nodeSelector: {kubernetes.io/hostname: xnode-1}\n", 1)
 	return map[string]string{"web.yaml": web, "client.yaml": client}
 }
