@@ -80,8 +80,6 @@ type goodRevision struct {
 	gitHash map[string]string
 	// historyLimit maps an app key to its revisionHistoryLimit.
 	historyLimit map[string]int
-	// pending lists the objects of the revision the loop does not act on yet.
-	pending []string
 }
 
 type stalledRevision struct {
@@ -174,16 +172,13 @@ func (r *Reconciler) Sync() { r.src.Trigger() }
 
 // SourceStatus is the state of the git source as the API shows it.
 type SourceStatus struct {
-	URL           string   `json:"url"`
-	Ref           string   `json:"ref,omitempty"`
-	Path          string   `json:"path,omitempty"`
-	FetchedCommit string   `json:"fetchedRevision,omitempty"`
-	AppliedCommit string   `json:"appliedRevision,omitempty"`
-	StalledCommit string   `json:"stalledRevision,omitempty"`
-	Diagnostics   []string `json:"diagnostics,omitempty"`
-	// Pending names the objects of the applied revision that wait for a part of
-	// gantry not wired into this server yet, and what they wait for.
-	Pending        []string  `json:"pending,omitempty"`
+	URL            string    `json:"url"`
+	Ref            string    `json:"ref,omitempty"`
+	Path           string    `json:"path,omitempty"`
+	FetchedCommit  string    `json:"fetchedRevision,omitempty"`
+	AppliedCommit  string    `json:"appliedRevision,omitempty"`
+	StalledCommit  string    `json:"stalledRevision,omitempty"`
+	Diagnostics    []string  `json:"diagnostics,omitempty"`
 	LastError      string    `json:"lastError,omitempty"`
 	Failures       int       `json:"failures,omitempty"`
 	LastSuccess    time.Time `json:"lastSuccess,omitempty"`
@@ -205,7 +200,6 @@ func (r *Reconciler) Status() SourceStatus {
 	defer r.mu.Unlock()
 	if r.good != nil {
 		out.AppliedCommit = r.good.revision
-		out.Pending = slices.Clone(r.good.pending)
 	}
 	if r.stalled != nil {
 		out.StalledCommit, out.Diagnostics = r.stalled.revision, slices.Clone(r.stalled.errors)
@@ -263,23 +257,10 @@ func (r *Reconciler) onSnapshot(snap *gitsync.Snapshot) {
 				r.good.historyLimit[key] = int(*d.Spec.RevisionHistoryLimit)
 			}
 		}
-		r.good.pending = pendingObjects(desired)
 		r.opts.logger.Info("git revision loaded", "revision", short(snap.Revision), "objects", len(desired.Objects))
 	}
 	r.mu.Unlock()
 	r.Kick()
-}
-
-// pendingObjects names what the reconcile loop does not act on yet: Services (the
-// service VIPs and DNS of netsvc are not wired into the control plane yet).
-// ExternalSecrets are not listed: the pod material endpoint resolves them for the
-// pod's node, and a pod waiting for a value says so in its own status.
-func pendingObjects(d *manifest.Desired) []string {
-	var out []string
-	for _, s := range d.Services {
-		out = append(out, fmt.Sprintf("service/%s/%s: waiting for service VIPs and DNS (netsvc), not wired into the control plane yet", nsOr(s.Namespace), s.Name))
-	}
-	return out
 }
 
 func nsOr(ns string) string {

@@ -353,9 +353,6 @@ func printSource(out io.Writer, st controlplane.SourceStatus) error {
 			fmt.Fprintf(out, "  %s\n", d)
 		}
 	}
-	for _, p := range st.Pending {
-		field(out, "Waiting", p)
-	}
 	if st.LastError != "" {
 		field(out, "Last error", fmt.Sprintf("%s (%d failures in a row)", st.LastError, st.Failures))
 	}

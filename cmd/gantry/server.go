@@ -5,14 +5,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"gantry.io/gantry/api"
 	"gantry.io/gantry/controlplane"
+	"gantry.io/gantry/netsvc/ipalloc"
 	"gantry.io/gantry/secrets"
 	"gantry.io/gantry/store"
 	gitsync "gantry.io/gantry/sync"
@@ -34,6 +38,10 @@ type serverFlags struct {
 	maskV4        int
 	maskV6        int
 	grace         time.Duration
+	svcCIDRv4     string
+	svcCIDRv6     string
+	nodePorts     string
+	clusterDomain string
 	clientConfig  string
 	// vaultCredentialsDir holds the server-side credentials of SecretStores
 	// (secrets.CredentialsFromDir); "" is DATA-DIR/credentials.
@@ -55,6 +63,10 @@ func (f *serverFlags) add(cmd *cobra.Command, defaultDataDir, defaultListen stri
 	fl.IntVar(&f.maskV4, "node-cidr-mask-v4", controlplane.DefaultNodeMaskV4, "prefix length of a node's IPv4 pod CIDR")
 	fl.IntVar(&f.maskV6, "node-cidr-mask-v6", controlplane.DefaultNodeMaskV6, "prefix length of a node's IPv6 pod CIDR")
 	fl.DurationVar(&f.grace, "node-grace-period", controlplane.DefaultNodeGracePeriod, "missing heartbeats for this long make a node NotReady")
+	fl.StringVar(&f.svcCIDRv4, "service-cidr-v4", ipalloc.DefaultServiceCIDRv4.String(), "IPv4 range of service VIPs (\"\" for none)")
+	fl.StringVar(&f.svcCIDRv6, "service-cidr-v6", ipalloc.DefaultServiceCIDRv6.String(), "IPv6 range of service VIPs (\"\" for none)")
+	fl.StringVar(&f.nodePorts, "service-node-port-range", fmt.Sprintf("%d-%d", ipalloc.DefaultNodePortMin, ipalloc.DefaultNodePortMax), "range of NodePorts, MIN-MAX")
+	fl.StringVar(&f.clusterDomain, "cluster-domain", "cluster.local", "DNS domain of service names (<svc>.<ns>.svc.DOMAIN)")
 	fl.StringVar(&f.clientConfig, "client-config", "", "where to write the admin client config (default $GANTRY_CONFIG or ~/.config/gantry/config)")
 	fl.StringVar(&f.vaultCredentialsDir, "vault-credentials-dir", "", "Vault credentials of the SecretStores: a tokenSecretRef/secretRef/roleRef {name, key} in namespace NS is the file DIR/NS/NAME/KEY, unless $GANTRY_CREDENTIAL_NS_NAME_KEY is set (default DATA-DIR/credentials; see docs/SECRETS.md)")
 	f.git.add(cmd)
@@ -125,7 +137,13 @@ func startControlPlane(ctx context.Context, f serverFlags, logger *slog.Logger, 
 	if err != nil {
 		return nil, err
 	}
+	svcNet, err := f.serviceNetwork()
+	if err != nil {
+		return nil, err
+	}
 	opts := []controlplane.Option{
+		controlplane.WithServiceNetwork(svcNet),
+		controlplane.WithClusterDomain(f.clusterDomain),
 		controlplane.WithDataDir(f.dataDir),
 		controlplane.WithListen(f.listen),
 		controlplane.WithSANs(f.sans...),
@@ -184,6 +202,38 @@ var logRedactor = secrets.NewRedactor()
 // level, with every known secret value and credential replaced by [redacted].
 func serverLogger(w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(logRedactor.Writer(w), &slog.HandlerOptions{Level: level}))
+}
+
+// serviceNetwork parses the service flags into the allocator's ranges; an empty
+// CIDR turns its family off.
+func (f *serverFlags) serviceNetwork() (ipalloc.Config, error) {
+	var c ipalloc.Config
+	for _, fam := range []struct {
+		flag, val string
+		pfx       *netip.Prefix
+		off       *bool
+	}{{"--service-cidr-v4", f.svcCIDRv4, &c.ServiceCIDRv4, &c.DisableIPv4}, {"--service-cidr-v6", f.svcCIDRv6, &c.ServiceCIDRv6, &c.DisableIPv6}} {
+		if fam.val == "" {
+			*fam.off = true
+			continue
+		}
+		p, err := netip.ParsePrefix(fam.val)
+		if err != nil {
+			return c, fmt.Errorf("%s %q: %v: %w", fam.flag, fam.val, err, api.ErrInvalidArgument)
+		}
+		*fam.pfx = p.Masked()
+	}
+	if c.DisableIPv4 && c.DisableIPv6 {
+		return c, fmt.Errorf("--service-cidr-v4 and --service-cidr-v6 are both empty: services need at least one family: %w", api.ErrInvalidArgument)
+	}
+	lo, hi, ok := strings.Cut(f.nodePorts, "-")
+	minP, err1 := strconv.ParseUint(lo, 10, 16)
+	maxP, err2 := strconv.ParseUint(hi, 10, 16)
+	if !ok || err1 != nil || err2 != nil || minP == 0 || minP > maxP {
+		return c, fmt.Errorf("--service-node-port-range %q: want MIN-MAX with 1 <= MIN <= MAX <= 65535: %w", f.nodePorts, api.ErrInvalidArgument)
+	}
+	c.NodePortMin, c.NodePortMax = int32(minP), int32(maxP)
+	return c, nil
 }
 
 // ensureDataDir fails early, naming the directory, when it cannot be created or
