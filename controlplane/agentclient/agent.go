@@ -280,7 +280,7 @@ func (a *Agent) nodeObject() (*corev1.Node, error) {
 			Capacity: capacity, Allocatable: capacity,
 			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: api.ReasonAgentReady,
 				Message: "agent is posting status", LastHeartbeatTime: now, LastTransitionTime: metav1.NewTime(a.started)}},
-			Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: a.o.advertise}, {Type: corev1.NodeHostName, Address: host}},
+			Addresses:       nodeAddresses(a.o.advertise, host),
 			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(port)}},
 			NodeInfo: corev1.NodeSystemInfo{Architecture: runtime.GOARCH, OperatingSystem: runtime.GOOS,
 				KernelVersion: readTrim("/proc/sys/kernel/osrelease"), OSImage: osImage(), KubeletVersion: "gantry",
@@ -288,6 +288,53 @@ func (a *Agent) nodeObject() (*corev1.Node, error) {
 		},
 	}
 	return n, nil
+}
+
+// nodeAddresses lists the node's InternalIPs — the advertised address first (the
+// server dials the agent endpoint on it), then one address of the other IP family
+// from the same interface, if it has a global one (other nodes route this node's pod
+// CIDR of that family through it) — and its hostname.
+func nodeAddresses(advertise, host string) []corev1.NodeAddress {
+	out := []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: advertise}}
+	if other := otherFamilyAddr(advertise); other != "" {
+		out = append(out, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: other})
+	}
+	return append(out, corev1.NodeAddress{Type: corev1.NodeHostName, Address: host})
+}
+
+// otherFamilyAddr returns the first global unicast address of the other IP family
+// on the interface that holds ip, or "".
+func otherFamilyAddr(ip string) string {
+	want := net.ParseIP(ip)
+	if want == nil {
+		return ""
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	for _, ifc := range ifaces {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		holds := false
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(want) {
+				holds = true
+			}
+		}
+		if !holds {
+			continue
+		}
+		for _, a := range addrs {
+			n, ok := a.(*net.IPNet)
+			if ok && (n.IP.To4() == nil) != (want.To4() == nil) && n.IP.IsGlobalUnicast() {
+				return n.IP.String()
+			}
+		}
+	}
+	return ""
 }
 
 func readTrim(p string) string {
