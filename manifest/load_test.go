@@ -184,8 +184,8 @@ func TestExample(t *testing.T) {
 		t.Fatalf("manifests-example has diagnostics:\n%s", diags)
 	}
 	web := d.Deployment("default", "web")
-	if web == nil || *web.Spec.Replicas != 2 {
-		t.Fatalf("web Deployment missing or not 2 replicas: %+v", web)
+	if web == nil || *web.Spec.Replicas != 3 {
+		t.Fatalf("web Deployment missing or not 3 replicas: %+v", web)
 	}
 	c := web.Spec.Template.Spec.Containers[0]
 	if c.ReadinessProbe.HTTPGet.Path != "/ready" || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.Image != "gantry.test/echo:v1" {
@@ -402,5 +402,31 @@ spec:
 		if !strings.HasPrefix(diags[i].String(), w) {
 			t.Errorf("diagnostic %d = %q, want prefix %q", i, diags[i], w)
 		}
+	}
+}
+
+// TestDNSPolicy: ClusterFirst and Default load; a policy gantry's agents do not
+// implement is an error at the field.
+func TestDNSPolicy(t *testing.T) {
+	pod := func(policy string) string {
+		return `apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+spec:
+  dnsPolicy: ` + policy + `
+  containers:
+    - name: c
+      image: gantry.test/echo:v1
+`
+	}
+	for _, ok := range []string{"ClusterFirst", "Default"} {
+		if _, diags := loadOne(t, pod(ok)); diags.HasErrors() {
+			t.Errorf("dnsPolicy %s: %v", ok, diags)
+		}
+	}
+	_, diags := loadOne(t, pod("None"))
+	if !diags.HasErrors() || !strings.Contains(diags.String(), "dnsPolicy") {
+		t.Fatalf("dnsPolicy None: %v, want an error at spec.dnsPolicy", diags)
 	}
 }

@@ -104,6 +104,7 @@ var PodSpecFields = concat([]SupportedField{
 	{Path: "volumes[].secret.optional", Issue: 6},
 	{Path: "restartPolicy", Issue: 3, Note: "Always for Deployments; OnFailure or Never for Jobs and CronJobs"},
 	{Path: "terminationGracePeriodSeconds", Issue: 3, Note: "default 30"},
+	{Path: "dnsPolicy", Issue: 7, Note: "ClusterFirst (default: the node's cluster DNS, search <ns>.svc.<domain>, ndots:5) or Default (the host's resolv.conf)"},
 	{Path: "nodeSelector", Issue: 5},
 	{Path: "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[].matchExpressions", Issue: 5},
 	{Path: "affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[].weight", Issue: 5},

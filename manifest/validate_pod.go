@@ -25,6 +25,11 @@ func (v *validator) podSpec(s *corev1.PodSpec, p *field.Path, kind string) {
 				[]corev1.RestartPolicy{corev1.RestartPolicyAlways, corev1.RestartPolicyOnFailure, corev1.RestartPolicyNever}))
 		}
 	}
+	switch s.DNSPolicy {
+	case "", corev1.DNSClusterFirst, corev1.DNSDefault:
+	default:
+		v.errs(field.NotSupported(p.Child("dnsPolicy"), s.DNSPolicy, []corev1.DNSPolicy{corev1.DNSClusterFirst, corev1.DNSDefault}))
+	}
 	if s.TerminationGracePeriodSeconds != nil && *s.TerminationGracePeriodSeconds < 0 {
 		v.errs(field.Invalid(p.Child("terminationGracePeriodSeconds"), *s.TerminationGracePeriodSeconds, "must be >= 0"))
 	}
