@@ -113,7 +113,7 @@ reports their status.`,
 	fl.StringVar(&f.server, "server", "", "control plane URL (https://HOST:PORT) to join instead of running static pods")
 	fl.StringVar(&f.joinToken, "join-token", "", "join token (K10…); needed only until the node holds its certificate")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "address of the agent endpoint the server reaches for logs and exec")
-	fl.StringSliceVar(&f.noMasq, "non-masquerade-cidr", nil, "destination range pods reach with their own address (other nodes' pod ranges; repeatable)")
+	fl.StringSliceVar(&f.noMasq, "non-masquerade-cidr", nil, "destination range pods reach with their own address (other nodes' pod ranges; repeatable; with --server default: the default cluster CIDRs)")
 	f.net.add(cmd)
 	return cmd
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+
+	"gantry.io/gantry/controlplane"
 )
 
 // runJoinedAgent is `gantry agent --server URL`: it joins the control plane (once; the
@@ -36,6 +38,7 @@ func runJoinedAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 
 		serviceTable: f.net.serviceTable,
 		dnsUpstreams: f.net.dnsUpstreams,
+		clusterCIDRs: f.joinedNoMasq(),
 	})
 	if err != nil {
 		return fmt.Errorf("agent: join %s as node %q: %w", f.server, name, err)
@@ -44,4 +47,14 @@ func runJoinedAgent(ctx context.Context, f agentFlags, stderr io.Writer) error {
 	<-ctx.Done()
 	n.Close()
 	return nil
+}
+
+// joinedNoMasq is what a joined agent leaves unmasqueraded: --non-masquerade-cidr,
+// or by default the server's default cluster CIDRs (pods on other nodes see the
+// client pod's own address).
+func (f agentFlags) joinedNoMasq() []string {
+	if len(f.noMasq) > 0 {
+		return f.noMasq
+	}
+	return []string{controlplane.DefaultClusterCIDRv4, controlplane.DefaultClusterCIDRv6}
 }

@@ -44,6 +44,10 @@ type nodeAgentConfig struct {
 	// dnsUpstreams the resolvers the node's DNS forwards to (nil: /etc/resolv.conf).
 	serviceTable string
 	dnsUpstreams []string
+	// clusterCIDRs are the ranges every node's pod CIDR is cut from: traffic from a
+	// pod to them (pods on other nodes) keeps its source address; everything else
+	// leaving the node is masqueraded.
+	clusterCIDRs []string
 }
 
 // nodeAgent is a running agent: the control plane client and the executor it feeds.
@@ -115,7 +119,8 @@ func startNodeAgent(ctx context.Context, c nodeAgentConfig) (*nodeAgent, error) 
 		return nil, fmt.Errorf("node %s: %w", creds.NodeName, err)
 	}
 	sb := sandbox.New(sandbox.WithDataDir(filepath.Join(c.dataDir, "sandbox")), sandbox.WithCNIBinDir(c.cniBinDir),
-		sandbox.WithNetwork("", c.bridge), sandbox.WithSubnets(v4, v6), sandbox.WithResolvConfFunc(na.ResolvConf))
+		sandbox.WithNetwork("", c.bridge), sandbox.WithSubnets(v4, v6), sandbox.WithResolvConfFunc(na.ResolvConf),
+		sandbox.WithNonMasqueradeCIDRs(nonEmpty(c.clusterCIDRs)...))
 	n := &nodeAgent{creds: creds, net: na}
 	ev := &eventForwarder{seen: map[string]time.Time{}}
 	// Both objects exist before either starts, so the status sink always has an agent.
@@ -178,6 +183,17 @@ func startNodeAgent(ctx context.Context, c nodeAgentConfig) (*nodeAgent, error) 
 		})
 	}()
 	return n, nil
+}
+
+// nonEmpty returns ss without its empty strings.
+func nonEmpty(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func splitCIDRs(cidrs []string) (v4, v6 string) {
@@ -418,6 +434,7 @@ func runUp(ctx context.Context, f upFlags, stderr io.Writer) error {
 		dataDir: f.dataDir, containerd: socket, namespace: f.namespace, listen: f.agentListen,
 		bridge: f.bridge, cniBinDir: f.cniBinDir, logger: logger,
 		serviceTable: f.net.serviceTable, dnsUpstreams: f.net.dnsUpstreams,
+		clusterCIDRs: []string{f.cidrV4, f.cidrV6},
 	})
 	if err != nil {
 		return err
