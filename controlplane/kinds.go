@@ -107,7 +107,7 @@ func newPodAPI(s *Server) *kindAPI[corev1.Pod, *corev1.Pod] {
 				"spec.nodeName": p.Spec.NodeName, "status.phase": string(p.Status.Phase)}
 		},
 		nodeOf:     func(p *corev1.Pod) string { return p.Spec.NodeName },
-		copyStatus: func(dst, src *corev1.Pod) { dst.Status = src.Status },
+		copyStatus: copyPodStatus,
 		onCreate: func(ctx context.Context, id Identity, p *corev1.Pod) error {
 			if len(p.Spec.Containers) == 0 {
 				return fmt.Errorf("pod %s: spec.containers is empty: %w", p.Name, api.ErrInvalidArgument)
@@ -158,4 +158,17 @@ func newEventAPI(s *Server) *kindAPI[corev1.Event, *corev1.Event] {
 			return nil
 		},
 	}
+}
+
+// copyPodStatus applies a pod status write, except that a pod in a terminal phase
+// (Succeeded, Failed) never goes back to a running one, as the Kubernetes API
+// server enforces: a restarted agent that reports a finished pod as Pending (its
+// material is held back, it has not adopted it yet) must not make a finished Job
+// pod look active again.
+func copyPodStatus(dst, src *corev1.Pod) {
+	terminal := func(p corev1.PodPhase) bool { return p == corev1.PodSucceeded || p == corev1.PodFailed }
+	if terminal(dst.Status.Phase) && !terminal(src.Status.Phase) {
+		return
+	}
+	dst.Status = src.Status
 }

@@ -166,6 +166,17 @@ func TestBatchEndToEnd(t *testing.T) {
 		unmountUnder(dir)
 		_ = os.RemoveAll(dir)
 	})
+	dump := func(extra ...string) string {
+		out := ""
+		for _, args := range [][]string{{"get", "jobs", "-o", "wide"}, {"get", "pods", "-o", "wide"}, {"get", "nodes"}, {"get", "events"}, extra} {
+			if len(args) == 0 {
+				continue
+			}
+			o, _ := gantry(args...)
+			out += "$ gantry " + strings.Join(args, " ") + "\n" + o
+		}
+		return out
+	}
 	jobs := func() map[string]batchv1.Job {
 		out, err := gantry("get", "jobs", "-o", "json")
 		if err != nil {
@@ -342,7 +353,7 @@ func TestBatchEndToEnd(t *testing.T) {
 	afterRestart := len(tickRuns())
 	// Pods that finished before the restart stay finished, with their logs.
 	if pods := podsOf(indexed.Name); len(pods) != 5 {
-		t.Fatalf("indexed pods after the restart: %d, want the 5 finished ones", len(pods))
+		t.Fatalf("indexed pods after the restart: %d, want the 5 finished ones\n%s", len(pods), dump())
 	}
 	if j := jobs()[failing.Name]; j.Status.Failed != 3 || len(podsOf(failing.Name)) != 3 {
 		t.Fatalf("failing after the restart: %d failed, %d pods; want 3 and 3 (no pod ran again)", j.Status.Failed, len(podsOf(failing.Name)))
@@ -371,12 +382,7 @@ func TestBatchEndToEnd(t *testing.T) {
 		}
 		minutes = append(minutes, m)
 		if pods := podsOf(name); len(pods) != 1 && jobStatus(ptr(jobs()[name])) == "Complete" {
-			dump := ""
-			for _, args := range [][]string{{"get", "jobs", "-o", "wide"}, {"get", "pods"}, {"get", "events"}, {"describe", "job", name}} {
-				out, _ := gantry(args...)
-				dump += "$ gantry " + strings.Join(args, " ") + "\n" + out
-			}
-			t.Fatalf("tick run %s has %d pods, want 1\n%s", name, len(pods), dump)
+			t.Fatalf("tick run %s has %d pods, want 1\n%s", name, len(pods), dump("describe", "job", name))
 		}
 	}
 	for i := 1; i < len(minutes); i++ {

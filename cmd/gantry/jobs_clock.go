@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"gantry.io/gantry/controlplane"
+	"gantry.io/gantry/planner"
 )
 
 // testClockFlags are hidden, TEST-ONLY flags of `gantry up` and `gantry server`:
@@ -16,7 +17,8 @@ import (
 // the clock continuous across a server restart. Never use it in production:
 // every time the loop writes (creation, start and completion times) is on the
 // fast clock, and the loop still sleeps real durations computed on it, so run it
-// with a short --resync.
+// with a short --resync. Node-lost replacement is off with it (node NotReady
+// times are on the real clock).
 type testClockFlags struct {
 	speed  float64
 	anchor int64
@@ -40,7 +42,13 @@ func (t testClockFlags) options() []controlplane.ReconcileOption {
 	if t.anchor != 0 {
 		anchor = time.Unix(t.anchor, 0)
 	}
-	return []controlplane.ReconcileOption{controlplane.WithReconcileClock(fastClock(anchor, t.speed))}
+	// Node NotReady times are on the server's real clock; against the fast clock a
+	// node restarting for a second would look lost for minutes and lose its pods.
+	// So node-lost replacement is off with the fast clock.
+	return []controlplane.ReconcileOption{
+		controlplane.WithReconcileClock(fastClock(anchor, t.speed)),
+		controlplane.WithPlannerConfig(planner.Config{NodeLostGrace: 100 * 365 * 24 * time.Hour}),
+	}
 }
 
 // fastClock returns anchor + (time.Now() − anchor) × speed.
