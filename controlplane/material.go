@@ -423,18 +423,28 @@ func (r *Reconciler) withConfigHashes(d *manifest.Desired) *manifest.Desired {
 		c.Refresh(ctx) // resolves the new and changed ones; the others are not due
 		cancel()
 	}
-	hashes := SecretHashes(c, d)
 	var stored map[string]*store.App // loaded on first need
+	return annotateConfigHashes(d, SecretHashes(c, d), func() map[string]*store.App {
+		if stored == nil {
+			stored = r.storedApps()
+		}
+		return stored
+	})
+}
+
+// annotateConfigHashes returns d with every Deployment's pod template carrying the
+// hash of its resolved configuration (AnnotationConfigHash); Deployments whose
+// annotation is already right are shared, not copied. A Deployment using a secret
+// with no value yet keeps the hash of its stored target (stored is called only then),
+// so a Vault outage rolls nothing.
+func annotateConfigHashes(d *manifest.Desired, hashes map[secrets.Ref]string, stored func() map[string]*store.App) *manifest.Desired {
 	out := *d
 	out.Deployments = make([]*appsv1.Deployment, len(d.Deployments))
 	for i, dep := range d.Deployments {
 		ns := nsOr(dep.Namespace)
 		h := ConfigHash(&dep.Spec.Template, ns, d, hashes)
 		if h != "" && unresolvedSecret(&dep.Spec.Template, ns, d, hashes) {
-			if stored == nil {
-				stored = r.storedApps()
-			}
-			if prev := targetConfigHash(stored[planner.AppKey(planner.KindDeployment, ns, dep.Name)]); prev != "" {
+			if prev := targetConfigHash(stored()[planner.AppKey(planner.KindDeployment, ns, dep.Name)]); prev != "" {
 				h = prev
 			}
 		}

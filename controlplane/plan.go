@@ -14,8 +14,6 @@ import (
 	"slices"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
-
 	"gantry.io/gantry/api"
 	"gantry.io/gantry/manifest"
 	"gantry.io/gantry/planner"
@@ -199,31 +197,5 @@ func (r *Reconciler) Plan(ctx context.Context, label string, files map[string][]
 // make the server read Vault). An ExternalSecret the cache has no value for keeps
 // the config hash of the app's stored target, as in the loop.
 func (r *Reconciler) planConfigHashes(d *manifest.Desired, stored map[string]*store.App) *manifest.Desired {
-	hashes := SecretHashes(r.opts.secrets, d)
-	out := *d
-	out.Deployments = make([]*appsv1.Deployment, len(d.Deployments))
-	for i, dep := range d.Deployments {
-		ns := nsOr(dep.Namespace)
-		h := ConfigHash(&dep.Spec.Template, ns, d, hashes)
-		if h != "" && unresolvedSecret(&dep.Spec.Template, ns, d, hashes) {
-			if prev := targetConfigHash(stored[planner.AppKey(planner.KindDeployment, ns, dep.Name)]); prev != "" {
-				h = prev
-			}
-		}
-		if dep.Spec.Template.Annotations[AnnotationConfigHash] == h {
-			out.Deployments[i] = dep
-			continue
-		}
-		cp := dep.DeepCopy()
-		if h == "" {
-			delete(cp.Spec.Template.Annotations, AnnotationConfigHash)
-		} else {
-			if cp.Spec.Template.Annotations == nil {
-				cp.Spec.Template.Annotations = map[string]string{}
-			}
-			cp.Spec.Template.Annotations[AnnotationConfigHash] = h
-		}
-		out.Deployments[i] = cp
-	}
-	return &out
+	return annotateConfigHashes(d, SecretHashes(r.opts.secrets, d), func() map[string]*store.App { return stored })
 }
