@@ -5,7 +5,6 @@ import (
 	"os"
 	"time"
 
-	"go.etcd.io/etcd/client/v3/concurrency"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -23,34 +22,10 @@ func (s *Server) lifecycleInterval() time.Duration {
 // lifecycle controller. Several servers on one etcd run one controller between them.
 func (s *Server) runLifecycle(ctx context.Context) {
 	host, _ := os.Hostname()
-	for ctx.Err() == nil {
-		sess, err := concurrency.NewSession(s.st.Client(), concurrency.WithTTL(10), concurrency.WithContext(ctx))
-		if err != nil {
-			sleepCtx(ctx, time.Second)
-			continue
-		}
-		el := concurrency.NewElection(sess, store.DefaultPrefix+"leader/lifecycle")
-		if err := el.Campaign(ctx, host+" "+s.url); err != nil {
-			sess.Close()
-			sleepCtx(ctx, time.Second)
-			continue
-		}
+	whileLeader(ctx, s.st.Client(), "lifecycle", host+" "+s.url, func(ctx context.Context) {
 		s.opts.logger.Info("leading the node lifecycle controller", "grace", s.opts.grace)
-		leadCtx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-sess.Done():
-			case <-leadCtx.Done():
-			}
-			cancel()
-		}()
-		s.lead(leadCtx)
-		cancel()
-		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
-		_ = el.Resign(rctx)
-		rcancel()
-		sess.Close()
-	}
+		s.lead(ctx)
+	})
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

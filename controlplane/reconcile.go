@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/etcd/client/v3/concurrency"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -293,36 +292,12 @@ func (r *Reconciler) Run(ctx context.Context) {
 		r.src.Run(ctx, r.onSnapshot)
 	}()
 	host, _ := os.Hostname()
-	for ctx.Err() == nil {
-		sess, err := concurrency.NewSession(r.st.Client(), concurrency.WithTTL(10), concurrency.WithContext(ctx))
-		if err != nil {
-			sleepCtx(ctx, time.Second)
-			continue
-		}
-		el := concurrency.NewElection(sess, store.DefaultPrefix+"leader/reconcile")
-		if err := el.Campaign(ctx, host); err != nil {
-			sess.Close()
-			sleepCtx(ctx, time.Second)
-			continue
-		}
+	whileLeader(ctx, r.st.Client(), "reconcile", host, func(ctx context.Context) {
 		r.opts.logger.Info("leading the reconcile loop", "resync", r.opts.resync)
-		leadCtx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-sess.Done():
-			case <-leadCtx.Done():
-			}
-			cancel()
-		}()
 		r.setLeader(true)
-		r.lead(leadCtx)
+		r.lead(ctx)
 		r.setLeader(false)
-		cancel()
-		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
-		_ = el.Resign(rctx)
-		rcancel()
-		sess.Close()
-	}
+	})
 	wg.Wait()
 }
 

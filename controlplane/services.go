@@ -10,7 +10,6 @@ import (
 	"os"
 	"time"
 
-	"go.etcd.io/etcd/client/v3/concurrency"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -104,35 +103,11 @@ func (c *servicesController) Kick() {
 // run campaigns for leadership and leads while elected.
 func (c *servicesController) run(ctx context.Context, url string) {
 	host, _ := os.Hostname()
-	for ctx.Err() == nil {
-		sess, err := concurrency.NewSession(c.st.Client(), concurrency.WithTTL(10), concurrency.WithContext(ctx))
-		if err != nil {
-			sleepCtx(ctx, time.Second)
-			continue
-		}
-		el := concurrency.NewElection(sess, store.DefaultPrefix+"leader/services")
-		if err := el.Campaign(ctx, host+" "+url); err != nil {
-			sess.Close()
-			sleepCtx(ctx, time.Second)
-			continue
-		}
+	whileLeader(ctx, c.st.Client(), "services", host+" "+url, func(ctx context.Context) {
 		c.logger.Info("leading the services controller")
-		leadCtx, cancel := context.WithCancel(ctx)
-		go func() {
-			select {
-			case <-sess.Done():
-			case <-leadCtx.Done():
-			}
-			cancel()
-		}()
 		c.applied = nil // a new leader recomputes everything
-		c.lead(leadCtx)
-		cancel()
-		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
-		_ = el.Resign(rctx)
-		rcancel()
-		sess.Close()
-	}
+		c.lead(ctx)
+	})
 }
 
 func (c *servicesController) lead(ctx context.Context) {
