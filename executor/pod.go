@@ -867,6 +867,15 @@ func (w *podWorker) stopContainer(ctx context.Context, p Pod, c *corev1.Containe
 			w.event("Warning", "FailedPreStopHook", c.Name, "preStop hook: exit %d: %v %s", code, err, out)
 		}
 	}
+	if c != nil && c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil && why != "liveness" {
+		// preStop sleep: the container keeps serving while the pod leaves the
+		// services' endpoints; bounded by the grace period, like an exec hook.
+		d := min(time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second, time.Until(deadline))
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
 	if err := st.task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
 		w.e.opts.logger.Warn("SIGTERM", "container", st.id, "err", err)
 	}
