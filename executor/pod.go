@@ -927,6 +927,14 @@ func (w *podWorker) terminate(ctx context.Context) {
 		}(st)
 	}
 	wg.Wait()
+	if ctx.Err() != nil {
+		// The agent stopped while the pod's containers were stopping (in a preStop
+		// hook or the grace period): leave what still runs to the next agent,
+		// which finds the pod no longer desired and removes it. Waiting here for
+		// logs of containers nobody kills would hang the agent's exit.
+		w.detach()
+		return
+	}
 	for _, st := range w.ctrs {
 		w.collectExit(ctx, st, p)
 		w.stopProbes(st)

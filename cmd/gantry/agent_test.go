@@ -185,10 +185,7 @@ func TestAgentPodManifests(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(work) })
-	bin := filepath.Join(work, "gantry")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := gantryBinary(t)
 	dataDir := filepath.Join(work, "data")
 	manifests := filepath.Join(work, "manifests")
 	statusFile := filepath.Join(work, "status.jsonl")

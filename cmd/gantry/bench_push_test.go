@@ -78,10 +78,7 @@ func BenchmarkGitPushToRunning(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bin := filepath.Join(dir, "gantry")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := gantryBinary(b)
 	secret := []byte("webhook-secret-for-the-benchmark")
 	secretFile := filepath.Join(dir, "webhook.secret")
 	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
@@ -97,17 +94,10 @@ func BenchmarkGitPushToRunning(b *testing.B) {
 		"--cluster-cidr-v4", "10.248.0.0/16", "--cluster-cidr-v6", "fd00:10:248::/56",
 		"--repo", repo.URL, "--path", "deploy", "--poll-interval", "1h", "--webhook-secret-file", secretFile,
 		"--import", images.EchoV1.Archive)
-	log := &logFile{path: filepath.Join(dir, "up.log")}
-	f, err := os.Create(log.path)
+	log, err := startLogged(cmd, filepath.Join(dir, "up.log"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	f.Close()
 	b.Cleanup(func() {
 		deletePods(nil, config)
 		time.Sleep(3 * time.Second)

@@ -69,10 +69,7 @@ func TestGitOpsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "gantry")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := gantryBinary(t)
 	secret := "webhook-secret-for-the-test"
 	secretFile := filepath.Join(dir, "webhook.secret")
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
@@ -89,17 +86,10 @@ func TestGitOpsEndToEnd(t *testing.T) {
 		"--cluster-cidr-v4", "10.252.0.0/16", "--cluster-cidr-v6", "fd00:10:252::/56",
 		"--repo", repo.URL, "--path", "deploy", "--poll-interval", "1h", "--webhook-secret-file", secretFile,
 		"--import", images.EchoV1.Archive, "--import", images.EchoV2.Archive)
-	log := &logFile{path: filepath.Join(dir, "up.log")}
-	f, err := os.Create(log.path)
+	log, err := startLogged(cmd, filepath.Join(dir, "up.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
 	gantry := func(args ...string) (string, error) {
 		c := exec.Command(bin, args...)
 		c.Env = append(os.Environ(), "GANTRY_CONFIG="+config)

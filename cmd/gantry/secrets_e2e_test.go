@@ -46,7 +46,7 @@ func startUpProcess(t *testing.T, prefix, node, cidr4, cidr6 string, args ...str
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &upProcess{bin: filepath.Join(dir, "gantry"), dir: dir, data: filepath.Join(dir, "d"), config: filepath.Join(dir, "config")}
+	u := &upProcess{bin: gantryBinary(t), dir: dir, data: filepath.Join(dir, "d"), config: filepath.Join(dir, "config")}
 	bridge := strings.TrimSuffix(prefix, "-") + strconv.Itoa(os.Getpid()%10000)
 	cleanupDir := func() {
 		_ = exec.Command("ip", "link", "del", bridge).Run()
@@ -54,26 +54,12 @@ func startUpProcess(t *testing.T, prefix, node, cidr4, cidr6 string, args ...str
 		unmountUnder(dir)
 		_ = os.RemoveAll(dir)
 	}
-	if out, err := exec.Command("go", "build", "-o", u.bin, ".").CombinedOutput(); err != nil {
-		cleanupDir()
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	all := append([]string{"up", "--data-dir", u.data, "--listen", "127.0.0.1:" + strconv.Itoa(freePort(t)),
 		"--agent-listen", "127.0.0.1:0", "--containerd-address", filepath.Join(dir, "none.sock"),
 		"--node-name", node, "--bridge", bridge, "--service-table", bridge, "--client-config", u.config,
 		"--cluster-cidr-v4", cidr4, "--cluster-cidr-v6", cidr6}, args...)
 	u.cmd = exec.Command(u.bin, all...)
-	u.log = &logFile{path: filepath.Join(dir, "up.log")}
-	f, err := os.Create(u.log.path)
-	if err != nil {
-		cleanupDir()
-		t.Fatal(err)
-	}
-	u.cmd.Stdout, u.cmd.Stderr = f, f
-	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = u.cmd.Start()
-	f.Close()
-	if err != nil {
+	if u.log, err = startLogged(u.cmd, filepath.Join(dir, "up.log")); err != nil {
 		cleanupDir()
 		t.Fatal(err)
 	}

@@ -19,9 +19,9 @@ import (
 
 // svcWeb is manifests-example/web.yaml without its ConfigMap and Vault secret (other
 // tests cover those), dual stack, with a preStop sleep so a pod keeps serving while
-// the agents drop it from the service: 10 s, as Kubernetes guides suggest, because the
-// removal crosses status report, store, EndpointSlice, feed and agent; with 3 s, one
-// connection in 370 was refused once on a loaded machine.
+// the agents drop it from the service (the removal crosses the store, the
+// EndpointSlice, the feed and the agent's nftables: well under a second here). Until
+// the executor ran sleep hooks, each old pod refused one connection.
 func svcWeb(image string) string {
 	return fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
@@ -47,7 +47,7 @@ spec:
             - {name: http, containerPort: 8080}
           lifecycle:
             preStop:
-              sleep: {seconds: 10}
+              sleep: {seconds: 5}
           readinessProbe:
             httpGet: {path: /ready, port: http}
             periodSeconds: 1

@@ -40,7 +40,7 @@ func TestServicesCrossNodeEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	bin, repo := filepath.Join(dir, "gantry"), filepath.Join(dir, "repo")
+	bin, repo := gantryBinary(t), filepath.Join(dir, "repo")
 	d1, d2 := filepath.Join(dir, "d1"), filepath.Join(dir, "d2")
 	sock, ccfg := filepath.Join(d1, "containerd", "c.sock"), filepath.Join(d1, "containerd", "config.toml")
 	br, _ := naNetNS(t, "gxbr")
@@ -78,9 +78,6 @@ func TestServicesCrossNodeEndToEnd(t *testing.T) {
 		unmountUnder(dir)
 		_ = os.RemoveAll(dir)
 	})
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	if err := os.MkdirAll(repo, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -60,10 +60,7 @@ func TestUpEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "gantry")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := gantryBinary(t)
 	data := filepath.Join(dir, "d")
 	config := filepath.Join(dir, "config")
 	port := freePort(t)
@@ -79,15 +76,8 @@ func TestUpEndToEnd(t *testing.T) {
 	start := func() *upRun {
 		runs++
 		cmd := exec.Command(bin, upArgs...)
-		log := &logFile{path: filepath.Join(dir, fmt.Sprintf("up-%d.log", runs))}
-		f, err := os.Create(log.path)
+		log, err := startLogged(cmd, filepath.Join(dir, fmt.Sprintf("up-%d.log", runs)))
 		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		cmd.Stdout, cmd.Stderr = f, f
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		current = &upRun{cmd: cmd, log: log}
