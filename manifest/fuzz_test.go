@@ -21,6 +21,7 @@ func FuzzLoad(f *testing.F) {
 		}
 	}
 	f.Add([]byte("a: &a [*a]\n"))
+	f.Add([]byte("\r0")) // a lone CR is a line break: the diagnostic is on line 2
 	f.Add([]byte("apiVersion: v1\nkind: Pod\nspec: {containers: [<<: {name: x}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 1<<16 {
@@ -30,9 +31,10 @@ func FuzzLoad(f *testing.F) {
 		if d == nil {
 			t.Fatal("nil Desired")
 		}
+		// Lines as YAML counts them: LF, CRLF and a lone CR each end a line.
 		lines := 1
-		for _, b := range data {
-			if b == '\n' {
+		for i, b := range data {
+			if b == '\n' || (b == '\r' && (i+1 == len(data) || data[i+1] != '\n')) {
 				lines++
 			}
 		}
