@@ -280,6 +280,7 @@ func (w *podWorker) reconcile(ctx context.Context) time.Time {
 	due := time.Now().Add(w.e.opts.resyncPeriod)
 	defer func() { w.computeStatus(p) }()
 
+	w.dropDeadSandbox(ctx)
 	if w.sb == nil {
 		if w.sbPend == nil {
 			if time.Now().Before(w.sbNext) {
@@ -601,6 +602,29 @@ func (w *podWorker) cannotRun(st *ctrState, c *corev1.Container, err error) {
 // containerdCallTimeout bounds one containerd call that runs without the pod's
 // cancellation (create, start, delete).
 const containerdCallTimeout = 2 * time.Minute
+
+// dropDeadSandbox forgets a sandbox whose network namespace file is gone (removed
+// behind the agent's back, e.g. by a reboot or a cleanup of its data dir) while none
+// of the pod's containers runs: no new container could join it, so it is torn down
+// and the next pass creates a new one, as kubelet re-creates a dead pod sandbox.
+func (w *podWorker) dropDeadSandbox(ctx context.Context) {
+	if w.sb == nil || w.sb.NetNSPath == "" {
+		return
+	}
+	if _, err := os.Stat(w.sb.NetNSPath); !errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	for _, st := range w.ctrs {
+		if st.running {
+			return
+		}
+	}
+	w.event("Warning", "SandboxChanged", "", "network namespace %s is gone: the pod sandbox is re-created", w.sb.NetNSPath)
+	if err := w.e.opts.sandbox.Teardown(ctx, w.uid); err != nil {
+		w.event("Warning", "FailedKillPod", "", "tear down the dead sandbox: %v", err)
+	}
+	w.sb = nil
+}
 
 // sandboxReady reports whether the pod's sandbox is complete (w.sb set), collecting the
 // pending CNI ADD if it has ended — or, with block, once it has. A failed ADD is

@@ -2,11 +2,14 @@ package executor_test
 
 import (
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"gantry.io/gantry/executor"
@@ -128,4 +131,57 @@ func TestRestartPolicyNever(t *testing.T) {
 	if cs.RestartCount != 0 || cs.State.Terminated == nil || cs.State.Terminated.Reason != executor.ReasonCompleted {
 		t.Errorf("container = restarts %d state %s, want Completed without restarts", cs.RestartCount, stateString(cs.State))
 	}
+}
+
+// TestDeadSandboxRecreated: a crash-looping pod whose network namespace file was
+// removed behind the agent's back gets a new sandbox, and its container runs again
+// (instead of failing for ever to join a namespace that is gone).
+func TestDeadSandboxRecreated(t *testing.T) {
+	en := newEnv(t, executor.WithBackoff(backoff.Policy{Initial: time.Second, Max: 2 * time.Second, ResetAfter: time.Minute}))
+	c := batch("crash", "--exit", "3")
+	pod := newPod("deadns", c)
+	en.e.Sync([]executor.Pod{{Pod: pod}})
+	en.waitStatus(pod.UID, 60*time.Second, "a first restart", func(s corev1.PodStatus) bool {
+		return containerStatus(s, "crash").RestartCount >= 1
+	})
+	netns := ""
+	en.mu.Lock()
+	for _, tu := range en.updates {
+		for _, ev := range tu.u.Events {
+			if ev.Reason == "SandboxReady" {
+				if f := strings.Fields(ev.Message); len(f) > 3 {
+					netns = strings.TrimSuffix(f[2], ",")
+				}
+			}
+		}
+	}
+	en.mu.Unlock()
+	if netns == "" || !strings.HasPrefix(netns, "/") {
+		t.Fatalf("no netns path in the SandboxReady event: %s", en.describe(pod.UID))
+	}
+	_ = exec.Command("umount", netns).Run()
+	if err := os.Remove(netns); err != nil {
+		t.Fatalf("remove %s: %v", netns, err)
+	}
+	before := containerStatus(statusOf(en, pod.UID), "crash").RestartCount
+	waitFor(t, 60*time.Second, "a new sandbox and a restart after it", func() bool {
+		recreated := en.sawUpdate(func(u executor.PodStatusUpdate) bool {
+			for _, ev := range u.Events {
+				if ev.Reason == "SandboxChanged" {
+					return true
+				}
+			}
+			return false
+		})
+		return recreated && containerStatus(statusOf(en, pod.UID), "crash").RestartCount >= before+2
+	}, func() string { return en.describe(pod.UID) })
+	if _, err := os.Stat(netns); err != nil {
+		t.Errorf("the re-created sandbox has no netns at %s: %v", netns, err)
+	}
+}
+
+// statusOf is the executor's current status of a pod (zero when it has none).
+func statusOf(en *env, uid types.UID) corev1.PodStatus {
+	st, _ := en.e.Status(string(uid))
+	return st
 }
